@@ -1,0 +1,9 @@
+"""Shared pytest set-up: the library tests run on the CPU with few threads and fixed seeds."""
+
+import os
+import sys
+from pathlib import Path
+
+# The source tree comes first so that tests see the working copy, not an installed one.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("OMP_NUM_THREADS", "2")
