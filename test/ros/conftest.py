@@ -1,0 +1,45 @@
+"""Fixtures for process-level ROS tests (see harness.py)."""
+
+import os
+
+import pytest
+
+from .harness import NodeProcess, claim_domain_id, ros_environment
+
+# Claimed at import, before any rclpy.init in this process reads the environment.
+DOMAIN_ID, _DOMAIN_LOCK = claim_domain_id()
+ROS_ENV = ros_environment(DOMAIN_ID)
+os.environ.update(ROS_ENV)
+
+
+@pytest.fixture(scope="session")
+def ros_env() -> dict[str, str]:
+    return dict(ROS_ENV)
+
+
+@pytest.fixture
+def ros_node(request):
+    """An rclpy node in this (test) process, destroyed with its context after the test."""
+    import rclpy
+
+    rclpy.init()
+    name = "test_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
+    node = rclpy.create_node(name)
+    yield node
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+@pytest.fixture
+def start_process(tmp_path, ros_env):
+    """start_process(name, [script, args...]) -> NodeProcess, stopped after the test."""
+    started: list[NodeProcess] = []
+
+    def start(name: str, args: list[str]) -> NodeProcess:
+        process = NodeProcess(args, env=ros_env, log_dir=tmp_path, name=name)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
