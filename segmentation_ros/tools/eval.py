@@ -1,0 +1,150 @@
+"""`segmentation-ros-eval`: evaluate segmentation results stored in COCO formats.
+
+    segmentation-ros-eval pq --gt-json F --gt-dir D --pred-json F --pred-dir D [--workers N]
+    segmentation-ros-eval mask-ap --gt-json F --pred-json F
+
+`pq` prints the per-category table, the All / Things / Stuff summary (as panopticapi) and, last,
+one JSON line: {"All": {"pq", "sq", "rq", "n"}, "Things": ..., "Stuff": ..., "images": N}.
+`mask-ap` prints pycocotools' summary and, last, one JSON line with AP, AP50, ... AR100.
+Errors in the data print one line on stderr and return exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from segmentation_ros.panoptic.coco_io import open_panoptic_pairs
+from segmentation_ros.panoptic.pq import PQAccumulator, PQResult, PQStats
+
+
+def evaluate_pq_files(
+    gt_json: str | Path,
+    gt_dir: str | Path,
+    pred_json: str | Path,
+    pred_dir: str | Path,
+    *,
+    workers: int = 1,
+    void_category_ids: Sequence[int] = (),
+) -> PQResult:
+    """COCO-panoptic PQ of a prediction JSON + PNG folder against the ground truth.
+
+    The equivalent of panopticapi's `pq_compute`; `workers` threads read PNGs and count pixels
+    (OpenCV decoding and numpy's large-array work release the GIL). Categories come from the
+    ground-truth JSON; `void_category_ids` are dropped from them and treated as void.
+    """
+    pairs = open_panoptic_pairs(gt_json, gt_dir, pred_json, pred_dir)
+    void = set(void_category_ids)
+    acc = PQAccumulator([c for c in pairs.categories if c.id not in void], void_category_ids=void)
+
+    def one(i: int) -> PQStats:
+        gt, pred = pairs.load(i, validate=False)  # image_stats validates the ids itself
+        try:
+            return acc.image_stats(gt.id_map, gt.segments, pred.id_map, pred.segments)
+        except ValueError as e:
+            raise ValueError(
+                f"image_id {gt.image_id!r} (gt {gt.file_name}, prediction {pred.file_name}): {e}"
+            ) from e
+
+    if workers <= 1:
+        for i in range(len(pairs)):
+            acc.add_stats(one(i))
+    else:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for stats in pool.map(one, range(len(pairs))):
+                acc.add_stats(stats)
+    return acc.result()
+
+
+def _run_pq(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    result = evaluate_pq_files(
+        args.gt_json,
+        args.gt_dir,
+        args.pred_json,
+        args.pred_dir,
+        workers=args.workers,
+        void_category_ids=args.void_category,
+    )
+    elapsed = time.perf_counter() - t0
+    print(result.format_per_class())
+    print()
+    print(result.format_summary())
+    print(f"{result.num_images} images in {elapsed:.2f} s")
+    print(json.dumps({**result.summary(), "images": result.num_images}))
+    return 0
+
+
+def _run_mask_ap(args: argparse.Namespace) -> int:
+    from segmentation_ros.panoptic.mask_ap import evaluate_mask_ap
+
+    result = evaluate_mask_ap(args.gt_json, args.pred_json, verbose=True)
+    print(json.dumps(result.as_dict()))
+    return 0
+
+
+def _add_pq(subparsers) -> None:
+    p = subparsers.add_parser(
+        "pq",
+        help="panoptic quality (COCO-panoptic JSON + PNG folders)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--gt-json", required=True, help="ground-truth COCO-panoptic JSON")
+    p.add_argument("--gt-dir", required=True, help="folder of the ground-truth PNGs")
+    p.add_argument("--pred-json", required=True, help="prediction COCO-panoptic JSON")
+    p.add_argument("--pred-dir", required=True, help="folder of the prediction PNGs")
+    p.add_argument("--workers", type=int, default=1, help="threads reading and counting (1)")
+    p.add_argument(
+        "--void-category",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="ground-truth category id treated as void (repeatable)",
+    )
+    p.set_defaults(func=_run_pq)
+
+
+def _add_mask_ap(subparsers) -> None:
+    p = subparsers.add_parser(
+        "mask-ap",
+        help="COCO mask AP (pycocotools, iouType=segm)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--gt-json", required=True, help="COCO instances ground-truth JSON")
+    p.add_argument("--pred-json", required=True, help="COCO results JSON (RLE segmentations)")
+    p.set_defaults(func=_run_mask_ap)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    # Each subcommand is an `_add_<name>(subparsers)` function that sets `func` (returning the
+    # exit status); a new evaluation (e.g. of a checkpoint) adds its own call below.
+    parser = argparse.ArgumentParser(
+        prog="segmentation-ros-eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_pq(subparsers)
+    _add_mask_ap(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ValueError, OSError) as e:
+        print(f"segmentation-ros-eval {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
