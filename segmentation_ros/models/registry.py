@@ -1,0 +1,108 @@
+"""Model registry: a name -> a function returning its `YolactConfig`.
+
+    from segmentation_ros.models.registry import build_model
+    model = build_model("yolact_resnet50")                       # official layout, random init
+    model = build_model("yolact_mobilenetv3", input_size=(288, 512), class_names=("a", "b"))
+
+Registered: the official yolact_base (ResNet-101), yolact_resnet50, yolact_darknet53,
+yolact_plus_base, yolact_plus_resnet50 (550 x 550, COCO), and the light yolact_mobilenetv3 and
+yolact_resnet18 (320 x 320). The registry is filled once, at import, by `register_model`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from . import config as _cfg
+from .config import YolactConfig
+from .yolact import Yolact
+
+_REGISTRY: dict[str, Callable[[], YolactConfig]] = {}
+
+
+def register_model(name: str) -> Callable[[Callable[[], YolactConfig]], Callable[[], YolactConfig]]:
+    """Decorator: register a zero-argument function returning the config of model `name`."""
+
+    def decorator(fn: Callable[[], YolactConfig]) -> Callable[[], YolactConfig]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = fn
+        return fn
+
+    return decorator
+
+
+def available_models() -> tuple[str, ...]:
+    """Registered model names, sorted."""
+    return tuple(sorted(_REGISTRY))
+
+
+def get_config(name: str) -> YolactConfig:
+    """The config registered as `name` (ValueError listing the names if unknown)."""
+    try:
+        fn = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; available: {', '.join(available_models())}"
+        ) from None
+    return fn()
+
+
+def build_model(name_or_config: str | YolactConfig, **config_overrides: object) -> Yolact:
+    """Build a randomly initialised model from a registered name or a config.
+
+    config_overrides: top-level `YolactConfig` fields to replace (`input_size`, `class_names`,
+    `fpn`, ...), applied with `dataclasses.replace`; nested changes take a replaced sub-config,
+    e.g. `fpn=dataclasses.replace(cfg.fpn, num_features=128)`.
+    """
+    if isinstance(name_or_config, YolactConfig):
+        config = name_or_config
+    elif isinstance(name_or_config, str):
+        config = get_config(name_or_config)
+    else:
+        raise TypeError(
+            f"expected a model name or a YolactConfig, got {type(name_or_config).__name__}"
+        )
+    if config_overrides:
+        fields = {f.name for f in dataclasses.fields(YolactConfig)}
+        unknown = sorted(set(config_overrides) - fields)
+        if unknown:
+            raise ValueError(f"unknown YolactConfig fields {unknown}; fields: {sorted(fields)}")
+        config = dataclasses.replace(config, **config_overrides)
+    return Yolact.from_config(config)
+
+
+@register_model("yolact_base")
+def _yolact_base() -> YolactConfig:
+    return _cfg.YOLACT_BASE
+
+
+@register_model("yolact_resnet50")
+def _yolact_resnet50() -> YolactConfig:
+    return _cfg.YOLACT_RESNET50
+
+
+@register_model("yolact_darknet53")
+def _yolact_darknet53() -> YolactConfig:
+    return _cfg.YOLACT_DARKNET53
+
+
+@register_model("yolact_plus_base")
+def _yolact_plus_base() -> YolactConfig:
+    return _cfg.YOLACT_PLUS_BASE
+
+
+@register_model("yolact_plus_resnet50")
+def _yolact_plus_resnet50() -> YolactConfig:
+    return _cfg.YOLACT_PLUS_RESNET50
+
+
+@register_model("yolact_mobilenetv3")
+def _yolact_mobilenetv3() -> YolactConfig:
+    return _cfg.YOLACT_MOBILENETV3
+
+
+@register_model("yolact_resnet18")
+def _yolact_resnet18() -> YolactConfig:
+    return _cfg.YOLACT_RESNET18

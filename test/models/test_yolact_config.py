@@ -1,0 +1,145 @@
+"""Configs, registry and our own checkpoints (save / load round trip)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from segmentation_ros.models import (
+    CheckpointError,
+    FPNConfig,
+    LayerSpec,
+    YolactConfig,
+    available_models,
+    build_model,
+    get_config,
+    load_checkpoint,
+    load_official_checkpoint,
+    read_checkpoint,
+    register_model,
+    save_checkpoint,
+)
+from segmentation_ros.models.config import COCO_CLASSES, config_from_dict, config_to_dict
+
+
+def test_official_configs():
+    base = get_config("yolact_base")
+    assert base.input_size == (550, 550) and base.class_names == COCO_CLASSES
+    assert len(COCO_CLASSES) == 80 and base.num_classes == 80
+    assert (base.backbone.kind, base.backbone.depth) == ("resnet", 101)
+    assert base.priors.use_square_anchors and not base.use_maskiou
+    assert base.normalization.mean == (123.68, 116.78, 103.94)  # official BGR means reversed
+    assert base.level_strides == (8, 16, 32, 64, 128)
+    plus = get_config("yolact_plus_base")
+    assert plus.backbone.dcn_layers == (0, 4, 23, 3) and plus.backbone.dcn_interval == 3
+    assert (
+        plus.use_maskiou and plus.postprocess.rescore_mask and plus.postprocess.mask_iou_alpha == 25
+    )
+    assert plus.postprocess.discard_mask_area == 25 and not plus.priors.use_square_anchors
+    assert get_config("yolact_plus_resnet50").backbone.dcn_layers == (0, 4, 6, 3)
+    dark = get_config("yolact_darknet53")
+    assert dark.normalization.std == (255.0, 255.0, 255.0) and dark.backbone.selected_layers == (
+        2,
+        3,
+        4,
+    )
+    light = get_config("yolact_mobilenetv3")
+    assert light.input_size == (320, 320) and light.fpn.num_features == 128
+    assert light.protonet.layers[0].channels == 64
+
+
+def test_configs_are_frozen_and_replaceable():
+    base = get_config("yolact_resnet50")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        base.input_size = (1, 1)
+    variant = dataclasses.replace(base, input_size=[400, 400], class_names=["a"])
+    assert variant.input_size == (400, 400) and variant.class_names == ("a",)
+    assert get_config("yolact_resnet50") == base
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (dict(input_size=(0, 10)), "input_size"),
+        (dict(class_names=()), "class_names"),
+        (dict(fpn=FPNConfig(num_downsample=1)), "priors describe 5 levels"),
+    ],
+)
+def test_inconsistent_configs_are_rejected(change, match):
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(get_config("yolact_resnet50"), **change)
+
+
+def test_sub_config_validation():
+    with pytest.raises(ValueError, match="ResNet depth"):
+        dataclasses.replace(get_config("yolact_resnet50").backbone, depth=77)
+    with pytest.raises(ValueError, match="kind"):
+        dataclasses.replace(get_config("yolact_resnet50").backbone, kind="vgg")
+    with pytest.raises(ValueError, match="DCN|dcn"):
+        dataclasses.replace(get_config("yolact_resnet18").backbone, dcn_layers=(0, 1, 1, 1))
+    with pytest.raises(ValueError, match="upsample"):
+        LayerSpec(None, 3)
+
+
+def test_registry_errors_and_registration():
+    with pytest.raises(ValueError, match="unknown model 'nope'; available: .*yolact_base"):
+        get_config("nope")
+    with pytest.raises(ValueError, match="already registered"):
+        register_model("yolact_base")(lambda: get_config("yolact_base"))
+    with pytest.raises(ValueError, match="unknown YolactConfig fields"):
+        build_model("yolact_resnet18", input_sise=(1, 1))
+    with pytest.raises(TypeError, match="model name or a YolactConfig"):
+        build_model(42)
+    assert available_models() == tuple(sorted(available_models()))
+
+
+@pytest.mark.parametrize("name", available_models())
+def test_config_dict_round_trip(name):
+    config = get_config(name)
+    plain = config_to_dict(config)
+    assert config_from_dict(plain) == config
+
+
+def test_config_dict_errors():
+    plain = config_to_dict(get_config("yolact_resnet18"))
+    plain["fpn"]["bogus"] = 1
+    with pytest.raises(ValueError, match="unknown FPNConfig fields"):
+        config_from_dict(plain)
+
+
+def test_our_checkpoint_round_trip(tmp_path):
+    config = dataclasses.replace(
+        get_config("yolact_mobilenetv3"), input_size=(64, 96), class_names=("road", "car", "person")
+    )
+    model = build_model(config).eval()
+    path = tmp_path / "ours.pt"
+    save_checkpoint(path, model, config, extra={"epoch": 3, "metrics": {"pq": 0.25}})
+    loaded, loaded_config = load_checkpoint(path)
+    assert loaded_config == config and loaded.class_names == ("road", "car", "person")
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        for a, b in zip(model(x), loaded.eval()(x)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert read_checkpoint(path).extra == {"epoch": 3, "metrics": {"pq": 0.25}}
+    save_checkpoint(tmp_path / "default.pt", model)  # config from model.config
+    assert read_checkpoint(tmp_path / "default.pt").config == config
+
+
+def test_checkpoint_kind_errors(tmp_path):
+    official = tmp_path / "official.pth"
+    torch.save({"fpn.lat_layers.0.weight": torch.zeros(1)}, official)
+    with pytest.raises(CheckpointError, match="load_official_checkpoint"):
+        load_checkpoint(official)
+    ours = tmp_path / "ours.pt"
+    model = build_model("yolact_resnet18")
+    save_checkpoint(ours, model)
+    with pytest.raises(CheckpointError, match="use load_checkpoint"):
+        load_official_checkpoint(model, torch.load(ours, weights_only=True))
+    with pytest.raises(ValueError, match="YolactConfig"):
+        save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(1, 1))
+
+
+def test_config_type():
+    assert isinstance(get_config("yolact_resnet18"), YolactConfig)
