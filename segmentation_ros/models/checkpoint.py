@@ -4,7 +4,8 @@ Official checkpoints (`yolact_base_54_800000.pth`, `yolact_plus_resnet50_54_8000
 plain state dicts whose key names are ours (our modules use the official names). Loading applies
 the official `Yolact.load_weights` drops, leaves out the training-only heads, then loads
 strictly; any difference raises `CheckpointError` naming the missing, unexpected and mis-shaped
-keys. Our checkpoints are a dict {"format", "config" (plain dict), "state_dict", "extra"}.
+keys. Our checkpoints are a dict {"format", "kind" ("yolact" | "panoptic_yolact" | "pcv"), "config"
+(plain dict), "state_dict", "extra"}; files without "kind" are YOLACT.
 Files are always read with `torch.load(path, map_location="cpu", weights_only=True)`.
 """
 
@@ -33,10 +34,30 @@ class CheckpointError(ValueError):
     """A checkpoint does not fit the model (the message lists the differing keys)."""
 
 
+def _kinds() -> dict[str, tuple[type, Any, Any]]:
+    """kind -> (config class, to_dict, from_dict); imported late (panoptic imports this module)."""
+    from .panoptic_yolact import (
+        PanopticYolactConfig,
+        panoptic_config_from_dict,
+        panoptic_config_to_dict,
+    )
+    from .pcv import PCVConfig, pcv_config_from_dict, pcv_config_to_dict
+
+    return {
+        "yolact": (YolactConfig, config_to_dict, config_from_dict),
+        "pcv": (PCVConfig, pcv_config_to_dict, pcv_config_from_dict),
+        "panoptic_yolact": (
+            PanopticYolactConfig,
+            panoptic_config_to_dict,
+            panoptic_config_from_dict,
+        ),
+    }
+
+
 class Checkpoint(NamedTuple):
     """Our checkpoint file, read: the config, the weights and the caller's extra data."""
 
-    config: YolactConfig
+    config: Any  # YolactConfig | PanopticYolactConfig
     state_dict: dict[str, Tensor]
     extra: dict[str, Any]
 
@@ -212,11 +233,13 @@ def save_checkpoint(
     e.g. {"epoch": 12, "metrics": {...}}; it must load with `weights_only=True`.
     """
     config = config if config is not None else getattr(model, "config", None)
-    if not isinstance(config, YolactConfig):
-        raise ValueError("save_checkpoint needs the model's YolactConfig (pass config=...)")
+    kind = next((k for k, (cls, _, _) in _kinds().items() if type(config) is cls), None)
+    if kind is None:
+        raise ValueError("save_checkpoint needs the model's config (pass config=...)")
     payload = {
         "format": FORMAT,
-        "config": config_to_dict(config),
+        "kind": kind,
+        "config": _kinds()[kind][1](config),
         "state_dict": model.state_dict(),
         "extra": dict(extra or {}),
     }
@@ -230,18 +253,48 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
         hint = " (official YOLACT weights: use load_official_checkpoint)"
         raise CheckpointError(f"{os.fspath(path)!r} is not a {FORMAT} checkpoint: {found!r}{hint}")
+    kind = data.get("kind", "yolact")
+    if kind not in _kinds():
+        raise CheckpointError(f"{os.fspath(path)!r}: unknown model kind {kind!r}")
     try:
-        config = config_from_dict(data["config"])
+        config = _kinds()[kind][2](data["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"invalid config in {os.fspath(path)!r}: {exc}") from exc
     return Checkpoint(config, dict(data["state_dict"]), dict(data.get("extra") or {}))
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, YolactConfig]:
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Any]:
     """Build the model saved by `save_checkpoint` and load its weights strictly."""
-    from .yolact import Yolact
+    from .registry import build_model
 
     checkpoint = read_checkpoint(path)
-    model = Yolact.from_config(checkpoint.config)
+    model = build_model(checkpoint.config)
     _load_strict(model, checkpoint.state_dict, assign=False)
     return model, checkpoint.config
+
+
+def load_for_inference(
+    path: str | os.PathLike, model_name: str | None = None
+) -> tuple[nn.Module, Any]:
+    """Our checkpoint (it names its own model) or an official one (then `model_name` says which
+    registered architecture it is). Returns the model in eval mode and its config."""
+    data = _read(path)
+    if isinstance(data, Mapping) and data.get("format") == FORMAT:
+        model, config = load_checkpoint(path)
+        if model_name is not None and model_name != config.name:
+            raise CheckpointError(
+                f"{os.fspath(path)!r} holds model {config.name!r}, not {model_name!r}"
+            )
+        return model.eval(), config
+    if model_name is None:
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is an official-layout state dict: name its model (e.g. "
+            "yolact_resnet50)"
+        )
+    from .registry import build_model
+
+    model = build_model(model_name)
+    # A panoptic model takes official YOLACT weights into its YOLACT part (the semantic head
+    # stays as initialised).
+    load_official_checkpoint(getattr(model, "yolact", model), data)
+    return model.eval(), model.config

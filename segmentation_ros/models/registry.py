@@ -1,12 +1,15 @@
-"""Model registry: a name -> a function returning its `YolactConfig`.
+"""Model registry: a name -> a function returning its config (`YolactConfig` or
+`PanopticYolactConfig`); the config's type decides the network class.
 
     from segmentation_ros.models.registry import build_model
     model = build_model("yolact_resnet50")                       # official layout, random init
     model = build_model("yolact_mobilenetv3", input_size=(288, 512), class_names=("a", "b"))
 
 Registered: the official yolact_base (ResNet-101), yolact_resnet50, yolact_darknet53,
-yolact_plus_base, yolact_plus_resnet50 (550 x 550, COCO), and the light yolact_mobilenetv3 and
-yolact_resnet18 (320 x 320). The registry is filled once, at import, by `register_model`.
+yolact_plus_base, yolact_plus_resnet50 (550 x 550, COCO), the light yolact_mobilenetv3 and
+yolact_resnet18 (320 x 320), and the panoptic panoptic_yolact_mobilenetv3 (320) and
+panoptic_yolact_resnet50 (550), and Pixel Consensus Voting pcv_mobilenetv3 (320) and
+pcv_resnet50 (550). The registry is filled once, at import, by `register_model`.
 """
 
 from __future__ import annotations
@@ -15,10 +18,23 @@ import dataclasses
 from collections.abc import Callable
 
 from . import config as _cfg
+from . import panoptic_yolact as _pan
+from . import pcv as _pcv
 from .config import YolactConfig
+from .panoptic_yolact import PanopticYolact, PanopticYolactConfig
+from .pcv import PCVConfig, PCVModel
 from .yolact import Yolact
 
-_REGISTRY: dict[str, Callable[[], YolactConfig]] = {}
+ModelConfig = YolactConfig | PanopticYolactConfig | PCVConfig
+
+# Config type -> network class (each has `from_config`).
+ARCHITECTURES: dict[type, type] = {
+    YolactConfig: Yolact,
+    PanopticYolactConfig: PanopticYolact,
+    PCVConfig: PCVModel,
+}
+
+_REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
 
 
 def register_model(name: str) -> Callable[[Callable[[], YolactConfig]], Callable[[], YolactConfig]]:
@@ -49,28 +65,30 @@ def get_config(name: str) -> YolactConfig:
     return fn()
 
 
-def build_model(name_or_config: str | YolactConfig, **config_overrides: object) -> Yolact:
+def build_model(name_or_config: str | ModelConfig, **config_overrides: object) -> Yolact:
     """Build a randomly initialised model from a registered name or a config.
 
     config_overrides: top-level `YolactConfig` fields to replace (`input_size`, `class_names`,
     `fpn`, ...), applied with `dataclasses.replace`; nested changes take a replaced sub-config,
     e.g. `fpn=dataclasses.replace(cfg.fpn, num_features=128)`.
     """
-    if isinstance(name_or_config, YolactConfig):
+    if isinstance(name_or_config, tuple(ARCHITECTURES)):
         config = name_or_config
     elif isinstance(name_or_config, str):
         config = get_config(name_or_config)
     else:
         raise TypeError(
-            f"expected a model name or a YolactConfig, got {type(name_or_config).__name__}"
+            f"expected a model name or a model config, got {type(name_or_config).__name__}"
         )
     if config_overrides:
-        fields = {f.name for f in dataclasses.fields(YolactConfig)}
+        fields = {f.name for f in dataclasses.fields(config)}
         unknown = sorted(set(config_overrides) - fields)
         if unknown:
-            raise ValueError(f"unknown YolactConfig fields {unknown}; fields: {sorted(fields)}")
+            raise ValueError(
+                f"unknown {type(config).__name__} fields {unknown}; fields: {sorted(fields)}"
+            )
         config = dataclasses.replace(config, **config_overrides)
-    return Yolact.from_config(config)
+    return ARCHITECTURES[type(config)].from_config(config)
 
 
 @register_model("yolact_base")
@@ -106,3 +124,23 @@ def _yolact_mobilenetv3() -> YolactConfig:
 @register_model("yolact_resnet18")
 def _yolact_resnet18() -> YolactConfig:
     return _cfg.YOLACT_RESNET18
+
+
+@register_model("panoptic_yolact_mobilenetv3")
+def _panoptic_yolact_mobilenetv3() -> PanopticYolactConfig:
+    return _pan.PANOPTIC_YOLACT_MOBILENETV3
+
+
+@register_model("panoptic_yolact_resnet50")
+def _panoptic_yolact_resnet50() -> PanopticYolactConfig:
+    return _pan.PANOPTIC_YOLACT_RESNET50
+
+
+@register_model("pcv_mobilenetv3")
+def _pcv_mobilenetv3() -> PCVConfig:
+    return _pcv.PCV_MOBILENETV3
+
+
+@register_model("pcv_resnet50")
+def _pcv_resnet50() -> PCVConfig:
+    return _pcv.PCV_RESNET50

@@ -1,0 +1,414 @@
+"""Pixel Consensus Voting (Wang et al., "Pixel Consensus Voting for Panoptic Segmentation",
+CVPR 2020): the discretised vote table, ground-truth cell assignment, vote accumulation,
+peak regions and back-projection.
+
+Geometry (stated once; `VoteConfig`). Everything runs on a voting grid (typically 1/4 of the
+network input); offsets and sizes are in grid cells, (y, x) order. Around every pixel p the
+table has K = 17 cells plus one "abstain" class:
+- cells 0..8, the inner 3 x 3 block: cell (dy + 1) * 3 + (dx + 1) for dy, dx in {-1, 0, 1} is
+  the `inner_size` x `inner_size` block of pixels centred at p + inner_size * (dy, dx);
+- cells 9..16, the outer ring: the 8 blocks of `outer_size` x `outer_size` pixels (outer_size =
+  3 * inner_size) centred at p + outer_size * (dy, dx), (dy, dx) != (0, 0) in raster order
+  (-1,-1), (-1,0), (-1,1), (0,-1), (0,1), (1,-1), (1,0), (1,1);
+- class 17 = abstain: stuff, void, or an object whose centroid lies outside the table.
+With the defaults (1, 3) the table covers the 9 x 9 neighbourhood: a pixel whose instance
+centroid is farther than `reach` = 4 grid cells (Chebyshev distance) abstains. The paper uses
+larger multi-ring tables; this is the 17-cell one. At 1/4 resolution an object thus votes from
+pixels within 16 input pixels of its centroid; the other pixels of a large object abstain and
+are recovered (or not) by the panoptic inference (`segmentation_ros.panoptic.pcv_inference`).
+
+Parts:
+- `assign_vote_cells`: instance map -> ground-truth cell per pixel (training target);
+- `VoteAccumulator` / `accumulate_votes`: vote probabilities [B, 18, H, W] -> heatmap
+  [B, 1, H, W] with one-hot transposed convolutions and average pooling (standard ops only, so
+  it exports to ONNX); the mass a pixel puts in a cell is spread uniformly over the cell's
+  pixels, and the parts of a cell outside the image are lost;
+- `find_peak_regions` (with `connected_components`): threshold + 8-connected components;
+- `pcv_backproject`: the registered op `segros::pcv_backproject` ("query filter"): a pixel gets
+  the peak region with the most pixels inside the cell it voted for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# (dy, dx) of the inner cells (0..8) and of the outer cells (9..16), raster order.
+INNER_CELLS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+OUTER_CELLS: tuple[tuple[int, int], ...] = tuple(d for d in INNER_CELLS if d != (0, 0))
+
+
+@dataclass(frozen=True)
+class VoteConfig:
+    """The vote table (module docstring): 9 inner cells of `inner_size`, 8 outer cells of
+    `outer_size` = 3 * inner_size (odd sizes), class `num_cells` (17) = abstain."""
+
+    inner_size: int = 1
+    outer_size: int = 3
+    num_cells: int = 17
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.inner_size, int) or self.inner_size < 1 or self.inner_size % 2 == 0:
+            raise ValueError(f"inner_size must be an odd int >= 1, got {self.inner_size!r}")
+        if self.outer_size != 3 * self.inner_size:
+            raise ValueError(
+                f"outer_size must be 3 * inner_size = {3 * self.inner_size} so that the outer "
+                f"ring tiles around the inner block, got {self.outer_size!r}"
+            )
+        if self.num_cells != 17:
+            raise ValueError(
+                f"only the 17-cell table is implemented, got num_cells={self.num_cells}"
+            )
+
+    @property
+    def num_classes(self) -> int:
+        """Channels of the voting head: the cells plus abstain (18)."""
+        return self.num_cells + 1
+
+    @property
+    def abstain(self) -> int:
+        """Class index of abstain (17)."""
+        return self.num_cells
+
+    @property
+    def reach(self) -> int:
+        """Largest Chebyshev offset (grid cells) a cell covers: 4 for the defaults."""
+        return self.outer_size + self.outer_size // 2
+
+    def cell_geometry(self) -> list[tuple[int, int, int]]:
+        """Per cell 0..16: (centre dy, centre dx, block size), offsets from the voting pixel."""
+        inner = [
+            (dy * self.inner_size, dx * self.inner_size, self.inner_size) for dy, dx in INNER_CELLS
+        ]
+        outer = [
+            (dy * self.outer_size, dx * self.outer_size, self.outer_size) for dy, dx in OUTER_CELLS
+        ]
+        return inner + outer
+
+    def offset_table(self, device: torch.device | str | None = None) -> Tensor:
+        """[2 * reach + 1, 2 * reach + 1] int64: cell index of offset (oy, ox) at
+        [oy + reach, ox + reach] (offset = centroid - pixel, grid cells)."""
+        r, si, so = self.reach, self.inner_size, self.outer_size
+        o = torch.arange(-r, r + 1, device=device)
+        oy, ox = o[:, None].expand(-1, o.numel()), o[None, :].expand(o.numel(), -1)
+        inner = torch.maximum(oy.abs(), ox.abs()) <= (3 * si) // 2
+        iy, ix = (
+            torch.div(oy + si // 2, si, rounding_mode="floor"),
+            torch.div(ox + si // 2, si, rounding_mode="floor"),
+        )
+        cy, cx = (
+            torch.div(oy + so // 2, so, rounding_mode="floor"),
+            torch.div(ox + so // 2, so, rounding_mode="floor"),
+        )
+        outer_raster = (cy + 1) * 3 + (cx + 1)  # 0..8 without 4 (the inner block)
+        outer = 9 + outer_raster - (outer_raster > 4).long()
+        return torch.where(inner, (iy + 1) * 3 + (ix + 1), outer)
+
+
+def _check_int_map(name: str, t: Tensor) -> None:
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dtype.is_floating_point or t.dtype.is_complex or t.dtype == torch.bool:
+        raise TypeError(f"{name} must hold integer ids, got {t.dtype}")
+    if t.dim() not in (2, 3):
+        raise ValueError(f"{name} must be [H, W] or [B, H, W], got {tuple(t.shape)}")
+
+
+def assign_vote_cells(
+    instance_map: Tensor, *, config: VoteConfig = VoteConfig(), ignore_index: int = -1
+) -> Tensor:
+    """Ground-truth vote class per pixel.
+
+    instance_map: [H, W] or [B, H, W] integer instance ids on the voting grid (downsample the
+        image's instance map with nearest neighbour first): 0 = no instance (stuff / void),
+        > 0 = a thing instance (ids need not be contiguous), < 0 = ignored.
+    Returns int64 of the same shape: for instance pixels the cell (0..16) containing their
+    instance's centroid (the mean of the instance's pixel coordinates on this grid, rounded
+    half up: floor(c + 0.5)), or `config.abstain` (17) if it is farther than `config.reach`;
+    17 for id 0; `ignore_index` for negative ids (what `pcv_vote_loss` ignores).
+    """
+    _check_int_map("instance_map", instance_map)
+    squeeze = instance_map.dim() == 2
+    ids = (instance_map[None] if squeeze else instance_map).long()
+    out = torch.full_like(ids, config.abstain)
+    out[ids < 0] = ignore_index
+    b, y, x = (ids > 0).nonzero(as_tuple=True)
+    if b.numel():
+        key = b * (int(ids.max()) + 1) + ids[b, y, x]
+        _, inv = torch.unique(key, return_inverse=True)
+        count = torch.bincount(inv).double()
+        cy = torch.floor(torch.zeros_like(count).index_add_(0, inv, y.double()) / count + 0.5)
+        cx = torch.floor(torch.zeros_like(count).index_add_(0, inv, x.double()) / count + 0.5)
+        dy, dx = cy.long()[inv] - y, cx.long()[inv] - x
+        r = config.reach
+        inside = (dy.abs() <= r) & (dx.abs() <= r)
+        table = config.offset_table(ids.device)
+        cells = table[(dy + r).clamp(0, 2 * r), (dx + r).clamp(0, 2 * r)]
+        out[b, y, x] = torch.where(inside, cells, torch.full_like(cells, config.abstain))
+    return out[0] if squeeze else out
+
+
+# --------------------------------------------------------------------------------------------
+# Voting
+
+
+def _one_hot_kernels(cells: tuple[tuple[int, int], ...]) -> Tensor:
+    """[len(cells), 1, 3, 3]: channel i has a 1 at (dy + 1, dx + 1)."""
+    w = torch.zeros(len(cells), 1, 3, 3)
+    for i, (dy, dx) in enumerate(cells):
+        w[i, 0, dy + 1, dx + 1] = 1.0
+    return w
+
+
+class VoteAccumulator(nn.Module):
+    """Vote probabilities [B, 18, H, W] -> vote heatmap [B, 1, H, W] (the "voting filter").
+
+    Each channel k < 17 of pixel p adds its probability to the pixels of cell k of p, spread
+    uniformly (each of the s x s pixels gets prob / s^2); channel 17 (abstain) is dropped.
+    A cell block: a transposed convolution with a fixed one-hot 3 x 3 kernel, dilation s, moves
+    the vote to the block centre on a canvas padded by s on each side (so blocks whose centre
+    falls outside the image still reach the pixels inside), then `avg_pool2d` (s x s, stride 1,
+    padding s // 2, count_include_pad=True: every pixel of the block gets exactly 1 / s^2 of the
+    vote, which conserves the mass inside the image; count_include_pad=False would inflate the
+    share of border pixels) spreads it over the block, and the canvas is cropped back.
+    Inner cells with inner_size 1 need no pooling. Only conv_transpose2d, avg_pool2d and slicing:
+    exports to ONNX. The kernels are buffers (follow `.to()`), not parameters.
+    """
+
+    def __init__(self, config: VoteConfig = VoteConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("inner_kernel", _one_hot_kernels(INNER_CELLS), persistent=False)
+        self.register_buffer("outer_kernel", _one_hot_kernels(OUTER_CELLS), persistent=False)
+
+    @staticmethod
+    def _spread(votes: Tensor, kernel: Tensor, size: int) -> Tensor:
+        h, w = votes.shape[-2:]
+        canvas = F.conv_transpose2d(votes, kernel.to(votes.dtype), dilation=size)  # H + 2 * size
+        if size > 1:
+            canvas = F.avg_pool2d(canvas, size, stride=1, padding=size // 2, count_include_pad=True)
+        return canvas[..., size : size + h, size : size + w]
+
+    def forward(self, probs: Tensor) -> Tensor:
+        c = self.config
+        if probs.dim() != 4 or probs.shape[1] != c.num_classes:
+            raise ValueError(
+                f"vote probabilities must be [B, {c.num_classes}, H, W], got {tuple(probs.shape)}"
+            )
+        inner = self._spread(probs[:, :9], self.inner_kernel, c.inner_size)
+        outer = self._spread(probs[:, 9 : c.num_cells], self.outer_kernel, c.outer_size)
+        return inner + outer
+
+
+def accumulate_votes(probs: Tensor, config: VoteConfig = VoteConfig()) -> Tensor:
+    """Functional `VoteAccumulator`: [B, 18, H, W] probabilities -> [B, 1, H, W] heatmap."""
+    return VoteAccumulator(config).to(probs.device)(probs)
+
+
+def vote_cells(probs: Tensor, config: VoteConfig = VoteConfig()) -> Tensor:
+    """Argmax vote class per pixel: [..., 18, H, W] probabilities or logits -> [..., H, W] int64
+    in 0..16, or 17 (abstain) where abstain is the argmax."""
+    if probs.dim() < 3 or probs.shape[-3] != config.num_classes:
+        raise ValueError(
+            f"votes must be [..., {config.num_classes}, H, W], got {tuple(probs.shape)}"
+        )
+    return probs.argmax(dim=-3)
+
+
+# --------------------------------------------------------------------------------------------
+# Peaks
+
+
+def connected_components(mask: Tensor) -> tuple[Tensor, int]:
+    """8-connected components of a [H, W] bool mask, in pure torch (any device).
+
+    Returns (labels [H, W] int64, 0 = background, 1..N numbered in raster order of each
+    component's first pixel; N). Vectorised label propagation: every
+    pixel starts with a key (larger for earlier pixels), then 3 x 3 max pooling restricted to
+    the mask alternates with pointer jumping (a pixel takes the key held by the pixel its key
+    names) until nothing changes; the number of rounds is about log of the component diameter
+    plus its tortuosity, small for the compact peak regions of PCV.
+    """
+    if mask.dim() != 2:
+        raise ValueError(f"mask must be [H, W], got {tuple(mask.shape)}")
+    h, w = mask.shape
+    n = h * w
+    if n == 0 or not bool(mask.any()):
+        return torch.zeros(h, w, dtype=torch.int64, device=mask.device), 0
+    dtype = torch.float32 if n < 2**24 else torch.float64  # exact integer keys
+    m = mask.bool()
+    keys = torch.where(m, n - torch.arange(n, device=mask.device).view(h, w), 0).to(dtype)
+    while True:
+        pooled = F.max_pool2d(keys[None, None], 3, stride=1, padding=1)[0, 0]
+        new = torch.where(m, pooled, keys)
+        flat = new.flatten()
+        jumped = flat[(n - flat.long()).clamp(0, n - 1)].view(h, w)  # key of the named pixel
+        new = torch.where(m, torch.maximum(new, jumped), new)
+        if torch.equal(new, keys):
+            break
+        keys = new
+    uniq, inv = torch.unique(keys[m], return_inverse=True)  # ascending keys = reverse raster
+    labels = torch.zeros(h, w, dtype=torch.int64, device=mask.device)
+    labels[m] = uniq.numel() - inv
+    return labels, int(uniq.numel())
+
+
+class PeakRegions(NamedTuple):
+    """labels [H, W] int64 (0 = none, 1..N); areas [N] int64 pixels; masses [N] float votes
+    (heatmap sum over the region)."""
+
+    labels: Tensor
+    areas: Tensor
+    masses: Tensor
+
+    @property
+    def num_regions(self) -> int:
+        return int(self.areas.numel())
+
+
+def find_peak_regions(
+    heatmap: Tensor, *, threshold: float = 1.0, min_area: int = 1, min_mass: float = 0.0
+) -> PeakRegions:
+    """Instance candidates: 8-connected components of `heatmap >= threshold`.
+
+    heatmap: [H, W] (or [1, 1, H, W]) accumulated votes (`VoteAccumulator`), in votes: one
+        pixel's whole vote is 1. Components with fewer than `min_area` pixels or less than
+        `min_mass` total votes are dropped; the others are renumbered 1..N keeping their
+        (raster) order.
+    """
+    if heatmap.dim() == 4 and heatmap.shape[:2] == (1, 1):
+        heatmap = heatmap[0, 0]
+    if heatmap.dim() != 2:
+        raise ValueError(f"heatmap must be [H, W] or [1, 1, H, W], got {tuple(heatmap.shape)}")
+    if min_area < 1:
+        raise ValueError(f"min_area must be >= 1, got {min_area}")
+    labels, n = connected_components(heatmap >= threshold)
+    if n == 0:
+        empty = torch.zeros(0, dtype=torch.int64, device=heatmap.device)
+        return PeakRegions(labels, empty, empty.to(heatmap.dtype))
+    areas = torch.bincount(labels.flatten(), minlength=n + 1)[1:]
+    masses = torch.zeros(n + 1, dtype=heatmap.dtype, device=heatmap.device)
+    masses = masses.index_add_(0, labels.flatten(), heatmap.flatten())[1:]
+    keep = (areas >= min_area) & (masses >= min_mass)
+    if not bool(keep.all()):
+        remap = torch.zeros(n + 1, dtype=torch.int64, device=heatmap.device)
+        remap[1:][keep] = torch.arange(1, int(keep.sum()) + 1, device=heatmap.device)
+        labels, areas, masses = remap[labels], areas[keep], masses[keep]
+    return PeakRegions(labels, areas, masses)
+
+
+# --------------------------------------------------------------------------------------------
+# Back-projection: segros::pcv_backproject
+
+
+def pcv_backproject_reference(
+    cells: Tensor, regions: Tensor, num_regions: int, inner_size: int, outer_size: int
+) -> Tensor:
+    """Pure PyTorch back-projection (the op's implementation and fallback); see `pcv_backproject`.
+
+    Vectorised and sparse in the region pixels (peak regions are small): every region pixel q
+    is a member of cell k of the voters p = q - (offset of that cell pixel), for the 81
+    (cell, pixel-in-cell) pairs of the default table; the pairs where p is inside the image and
+    voted for k give (p, region) hits, counted with `torch.unique`; per pixel the best
+    (count, lowest label) is taken with one `scatter_reduce(amax)` of an encoded score.
+    Cost O(region pixels x cell pixels + H x W), memory the same.
+    """
+    bsz, h, w = cells.shape
+    out = torch.zeros(bsz * h * w, dtype=torch.int64, device=cells.device)
+    if out.numel() == 0 or num_regions == 0:
+        return out.view(bsz, h, w)
+    config = VoteConfig(inner_size, outer_size)
+    members = [
+        (k, cy + i, cx + j)
+        for k, (cy, cx, size) in enumerate(config.cell_geometry())
+        for i in range(-(size // 2), size // 2 + 1)
+        for j in range(-(size // 2), size // 2 + 1)
+    ]
+    members_t = torch.tensor(members, dtype=torch.int64, device=cells.device)  # [P, 3]
+    qb, qy, qx = (regions > 0).nonzero(as_tuple=True)
+    label = regions[qb, qy, qx]
+    py = qy[:, None] - members_t[None, :, 1]  # [Q, P] voters whose cell holds q
+    px = qx[:, None] - members_t[None, :, 2]
+    inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
+    flat = (qb[:, None] * h + py.clamp(0, h - 1)) * w + px.clamp(0, w - 1)
+    hit = inside & (cells.reshape(-1)[flat] == members_t[None, :, 0])
+    base = num_regions + 1
+    keys, counts = torch.unique((flat * base + label[:, None])[hit], return_counts=True)
+    # larger count wins, then the lower label (base - 1 - label is larger for lower labels)
+    score = counts * base + (num_regions - keys % base)
+    out.scatter_reduce_(0, keys // base, score, reduce="amax", include_self=True)
+    labels = torch.where(out > 0, num_regions - out % base, 0)
+    return labels.view(bsz, h, w)
+
+
+def _check_backproject(cells, regions, num_regions, inner_size, outer_size) -> None:
+    torch._check(cells.dim() == 3, lambda: f"cells must be [B, H, W], got {tuple(cells.shape)}")
+    torch._check(
+        cells.dtype == torch.int64, lambda: f"cells must be int64 vote classes, got {cells.dtype}"
+    )
+    torch._check(
+        regions.dtype == torch.int64, lambda: f"regions must be int64 labels, got {regions.dtype}"
+    )
+    torch._check(
+        tuple(regions.shape) == tuple(cells.shape),
+        lambda: f"regions {tuple(regions.shape)} must have the shape of cells {tuple(cells.shape)}",
+    )
+    torch._check(num_regions >= 0, lambda: f"num_regions must be >= 0, got {num_regions}")
+    torch._check(
+        inner_size >= 1 and inner_size % 2 == 1 and outer_size == 3 * inner_size,
+        lambda: (
+            f"need an odd inner_size and outer_size = 3 * inner_size, got {inner_size}, "
+            f"{outer_size}"
+        ),
+    )
+
+
+@torch.library.custom_op("segros::pcv_backproject", mutates_args=())
+def _pcv_backproject_op(
+    cells: Tensor, regions: Tensor, num_regions: int, inner_size: int, outer_size: int
+) -> Tensor:
+    return pcv_backproject_reference(cells, regions, num_regions, inner_size, outer_size)
+
+
+@_pcv_backproject_op.register_fake
+def _(cells, regions, num_regions, inner_size, outer_size):
+    _check_backproject(cells, regions, num_regions, inner_size, outer_size)
+    return cells.new_empty(cells.shape)
+
+
+def pcv_backproject(
+    cells: Tensor, regions: Tensor, num_regions: int, config: VoteConfig = VoteConfig()
+) -> Tensor:
+    """The "query filter" (the voting filter spatially inverted): peak regions -> instances.
+
+    cells: [H, W] or [B, H, W] int64 vote class per pixel (`vote_cells`: the argmax of the vote
+        distribution; 17 = abstain, also any value outside 0..16).
+    regions: same shape, int64 peak-region labels (`find_peak_regions`): 0 = none, 1..R.
+    num_regions: R.
+    Returns int64 of the same shape: pixel p gets the label of the region that has the most
+    pixels inside the cell p voted for (1 pixel for an inner cell, the s x s block for an outer
+    one; pixels outside the image count for nothing); ties go to the lowest label; 0 when no
+    region pixel lies in the cell or p abstains. Runs `segros::pcv_backproject`.
+    """
+    for name, t in (("cells", cells), ("regions", regions)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        if t.dim() not in (2, 3):
+            raise ValueError(f"{name} must be [H, W] or [B, H, W], got {tuple(t.shape)}")
+    if cells.shape != regions.shape:
+        raise ValueError(
+            f"cells {tuple(cells.shape)} and regions {tuple(regions.shape)} must match"
+        )
+    if cells.dtype != torch.int64 or regions.dtype != torch.int64:
+        raise TypeError(f"cells and regions must be int64, got {cells.dtype}, {regions.dtype}")
+    squeeze = cells.dim() == 2
+    if squeeze:
+        cells, regions = cells[None], regions[None]
+    out = _pcv_backproject_op(
+        cells, regions, int(num_regions), config.inner_size, config.outer_size
+    )
+    return out[0] if squeeze else out
