@@ -17,6 +17,8 @@ setup(
             "segmentation-ros-predict = segmentation_ros.tools.predict:main",
             "segmentation-ros-eval = segmentation_ros.tools.eval:main",
             "segmentation-ros-generate = segmentation_ros.tools.generate:main",
+            "segmentation-ros-train = segmentation_ros.tools.train:main",
+            "segmentation_node = segmentation_ros.ros.node:main",
         ],
     },
 )

@@ -1,0 +1,184 @@
+"""`segmentation-ros-train`: train (or fine-tune, or resume) a YOLACT / panoptic YOLACT model.
+
+    segmentation-ros-train --model NAME --data SPEC --out DIR --steps N --batch-size B --lr LR
+                           [--device cpu|cuda] [--resume CKPT] [--finetune-official PTH]
+                           [--seed S] [--workers W] [--input-size HxW] [--optimizer sgd|adamw]
+                           [--schedule step|cosine|constant] [--warmup-steps K]
+                           [--weight-decay WD] [--grad-clip G] [--no-augment]
+                           [--batchnorm auto|freeze|train] [--log-every K]
+                           [--checkpoint-every K]
+
+SPEC (see `segmentation_ros.data.datasets.open_dataset`): `synthetic:DIR`,
+`synthetic-live:COUNT[@WxH]`, `coco-panoptic:IMAGE_DIR,PANOPTIC_JSON,PANOPTIC_DIR` or
+`cityscapes:ROOT[,SPLIT]`. The model takes the data set's classes (all its categories, stuff
+first); with `--resume` the model and its classes come from the checkpoint (NAME, if given,
+must match) and training continues at the checkpoint's step with its optimizer state.
+`--finetune-official` loads official dbolya/yolact weights where they fit and re-initialises
+the class-dependent layers (the report says which).
+Prints a progress line every `--log-every` steps and, last, one JSON line
+{"step", "losses", "checkpoint", "seconds", "skipped_steps"}. Errors in the arguments or the
+data print one line on stderr and return exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from segmentation_ros.data.datasets import DATA_SPECS, CategoryMapping, open_dataset
+from segmentation_ros.train.trainer import TrainConfig, Trainer
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, got {text!r}") from None
+    if h < 32 or w < 32:
+        raise argparse.ArgumentTypeError(f"input size must be at least 32x32, got {text!r}")
+    return h, w
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segmentation-ros-train",
+        description="Train a YOLACT / YOLACT++ / panoptic YOLACT model.",
+    )
+    p.add_argument("--model", default="", help="architecture name (optional with --resume)")
+    p.add_argument("--data", required=True, help=f"data set: {' | '.join(DATA_SPECS)}")
+    p.add_argument("--out", required=True, type=Path, help="output folder (log, checkpoints)")
+    p.add_argument("--steps", required=True, type=int, help="total optimizer steps")
+    p.add_argument("--batch-size", default=8, type=int, help="images per step")
+    p.add_argument("--lr", default=1e-3, type=float, help="base learning rate")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
+    p.add_argument("--resume", type=Path, help="continue from one of our checkpoints")
+    p.add_argument("--finetune-official", type=Path, help="official YOLACT .pth to start from")
+    p.add_argument("--seed", default=0, type=int, help="random seed")
+    p.add_argument("--workers", default=0, type=int, help="data loader processes")
+    p.add_argument("--input-size", type=_size, help="network input HEIGHTxWIDTH")
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
+    p.add_argument("--schedule", default="step", choices=("step", "cosine", "constant"))
+    p.add_argument("--warmup-steps", type=int, help="warm-up steps (default min(500, steps / 10))")
+    p.add_argument("--weight-decay", default=5e-4, type=float)
+    p.add_argument("--grad-clip", default=10.0, type=float, help="max gradient norm (0: off)")
+    p.add_argument("--no-augment", action="store_true", help="no photometric / scale / flip")
+    p.add_argument(
+        "--batchnorm",
+        default="auto",
+        choices=("auto", "freeze", "train"),
+        help="BatchNorm layers: auto = frozen below batch size 6 (official)",
+    )
+    p.add_argument("--log-every", default=10, type=int, help="progress line period (steps)")
+    p.add_argument("--checkpoint-every", default=0, type=int, help="checkpoint period (0: end)")
+    return p
+
+
+def _categories_of(config) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(stuff names, thing names) a resumed model predicts, to map a data set by name."""
+    stuff = tuple(getattr(config, "stuff_names", ()))
+    things = tuple(getattr(config, "thing_names", getattr(config, "class_names", ())))
+    return stuff, things
+
+
+def _run(args: argparse.Namespace) -> int:
+    from segmentation_ros.models.checkpoint import read_checkpoint
+    from segmentation_ros.train.finetune import load_for_finetuning
+    from segmentation_ros.train.models import build_from_config, build_training_model
+
+    if args.steps < 1 or args.batch_size < 1:
+        raise ValueError("--steps and --batch-size must be >= 1")
+    if args.resume and args.finetune_official:
+        raise ValueError("use either --resume or --finetune-official, not both")
+    torch.manual_seed(args.seed)
+    dataset = open_dataset(args.data)
+    categories = dataset.categories
+    if args.resume:
+        config = read_checkpoint(args.resume).config
+        if args.model and args.model != config.name:
+            raise ValueError(
+                f"--model {args.model} but {args.resume} holds {config.name}; drop --model"
+            )
+        stuff, things = _categories_of(config)
+        if (stuff and stuff != categories.stuff_names) or things != categories.thing_names:
+            json_cats = getattr(dataset, "json_categories", None)
+            if json_cats is None:
+                raise ValueError(f"{args.resume} predicts other classes than the data set")
+            dataset = open_dataset(
+                args.data, CategoryMapping.by_names(json_cats, stuff or (), things)
+            )
+            categories = dataset.categories
+        model = build_from_config(config)
+    else:
+        if not args.model:
+            raise ValueError("--model is required (unless --resume)")
+        model = build_training_model(args.model, categories, args.input_size)
+        if args.finetune_official:
+            report = load_for_finetuning(model, args.finetune_official)
+            print(report.summary())
+    warmup = args.warmup_steps if args.warmup_steps is not None else min(500, args.steps // 10)
+    config = TrainConfig(
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        weight_decay=args.weight_decay,
+        warmup_steps=warmup,
+        schedule=args.schedule,
+        grad_clip=args.grad_clip or None,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        seed=args.seed,
+        workers=args.workers,
+        augment=not args.no_augment,
+        freeze_bn={"auto": None, "freeze": True, "train": False}[args.batchnorm],
+    )
+    trainer = Trainer(
+        model,
+        dataset,
+        out_dir=args.out,
+        config=config,
+        device=args.device,
+        extra={
+            "dataset_category_ids": list(categories.dataset_ids),
+            "data": args.data,
+        },
+    )
+    if args.resume:
+        step = trainer.resume(args.resume)
+        print(f"resumed from {args.resume} at step {step}")
+    print(
+        f"training {model.config.name} on {len(dataset)} images ({args.data}), "
+        f"{categories.num_stuff} stuff + {categories.num_things} thing classes, "
+        f"input {model.config.input_size[0]}x{model.config.input_size[1]}, device {args.device}"
+    )
+    result = trainer.fit()
+    print(
+        json.dumps(
+            {
+                "step": result.step,
+                "losses": {k: round(v, 6) for k, v in result.losses.items()},
+                "checkpoint": str(result.checkpoint),
+                "seconds": round(result.seconds, 3),
+                "skipped_steps": result.skipped_steps,
+            }
+        )
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, TypeError, OSError) as e:
+        print(f"segmentation-ros-train: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

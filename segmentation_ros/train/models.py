@@ -1,0 +1,107 @@
+"""Models to train: a registered architecture given the data set's classes.
+
+    model = build_training_model("yolact_mobilenetv3", dataset.categories)
+    model = build_training_model("panoptic_yolact_mobilenetv3", dataset.categories, (320, 320))
+    model = build_training_model("pcv_mobilenetv3", dataset.categories)
+
+YOLACT models take the data set's thing classes; panoptic YOLACT and PCV also its stuff classes
+(their semantic heads predict S + T, stuff first). Every model is randomly initialised
+(fine-tune official weights with `train.finetune.load_for_finetuning`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from segmentation_ros.data.datasets import CategoryMapping
+from segmentation_ros.models import registry
+from segmentation_ros.models.config import YolactConfig, with_input_size
+from segmentation_ros.models.panoptic_yolact import PanopticYolactConfig, with_classes
+
+__all__ = [
+    "build_from_config",
+    "build_training_model",
+    "detector_config",
+    "find_config",
+    "training_model_names",
+]
+
+
+def _pcv_configs() -> dict[str, Any]:
+    """PCV configs by name (not in the model registry)."""
+    from segmentation_ros.models import pcv
+
+    return {v.name: v for v in vars(pcv).values() if isinstance(v, pcv.PCVConfig)}
+
+
+def training_model_names() -> tuple[str, ...]:
+    """Every architecture name `build_training_model` accepts."""
+    return tuple(sorted(set(registry.available_models()) | set(_pcv_configs())))
+
+
+def find_config(name: str) -> Any:
+    """The config of architecture `name` (the model registry, then the PCV configs)."""
+    if name in registry.available_models():
+        return registry.get_config(name)
+    configs = _pcv_configs()
+    if name in configs:
+        return configs[name]
+    raise ValueError(f"unknown model {name!r}; available: {', '.join(training_model_names())}")
+
+
+def build_from_config(config: Any) -> nn.Module:
+    """A randomly initialised model for a `YolactConfig`, `PanopticYolactConfig` or
+    `PCVConfig`."""
+    from segmentation_ros.models.pcv import PCVConfig, PCVModel
+
+    if isinstance(config, PCVConfig):
+        return PCVModel.from_config(config)
+    return registry.build_model(config)
+
+
+def detector_config(config: Any) -> YolactConfig | None:
+    """The YOLACT part of a model config (its priors), None for a model without one (PCV)."""
+    if isinstance(config, YolactConfig):
+        return config
+    if isinstance(config, PanopticYolactConfig):
+        return config.yolact
+    return None
+
+
+def build_training_model(
+    name_or_config: Any,
+    categories: CategoryMapping,
+    input_size: tuple[int, int] | None = None,
+) -> nn.Module:
+    """The model `name_or_config` predicting `categories` (things; stuff too for panoptic YOLACT
+    and PCV).
+
+    input_size: (height, width) of the network input; default the config's. YOLACT anchor
+    scales follow the input size (`models.config.with_input_size`).
+    """
+    from segmentation_ros.models.pcv import PCVConfig, pcv_with_classes
+
+    config = find_config(name_or_config) if isinstance(name_or_config, str) else name_or_config
+    size = None if input_size is None else tuple(input_size)
+    if isinstance(config, YolactConfig):
+        config = dataclasses.replace(config, class_names=categories.thing_names)
+        if size is not None:
+            config = with_input_size(config, size)
+    elif isinstance(config, PanopticYolactConfig):
+        config = with_classes(
+            config, stuff_names=categories.stuff_names, thing_names=categories.thing_names
+        )
+        if size is not None:
+            config = dataclasses.replace(config, yolact=with_input_size(config.yolact, size))
+    elif isinstance(config, PCVConfig):
+        config = pcv_with_classes(
+            config, stuff_names=categories.stuff_names, thing_names=categories.thing_names
+        )
+        if size is not None:
+            config = dataclasses.replace(config, network=with_input_size(config.network, size))
+    else:
+        raise TypeError(f"expected a model name or config, got {type(config).__name__}")
+    return build_from_config(config)
