@@ -1,0 +1,112 @@
+"""Per-stage milliseconds of YOLACT configs on the CPU (2 threads), torch eager and ONNX Runtime
+side by side, and YOLACT-R50 at 550 end to end against a straightforward official pipeline.
+
+    source env.sh && python benchmarks/bench_yolact.py                        # light configs
+    python benchmarks/bench_yolact.py --models yolact_resnet50 --end-to-end   # + the 1.5x check
+
+Stages: preprocess (resize + normalise), network (backend.infer), nms (decode + Fast NMS),
+masks (assembly + crop + full-resolution masks inside boxes), id_image. Random weights with the
+class logits biased so that about 100 detections survive, at a 640x480 image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from segmentation_ros.models import build_model
+from segmentation_ros.models.preprocess import preprocess
+from segmentation_ros.postprocess import YolactPostprocessParams, postprocess_yolact
+from segmentation_ros.runtime.backends import build_backend
+
+
+def timed(fn, repeat):
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times)), result
+
+
+def make_model(name: str):
+    torch.manual_seed(0)
+    model = build_model(name).eval()
+    # Random weights give near-uniform class scores under the threshold: lift a few classes so
+    # that realistic numbers of candidates (and 100 detections after NMS) reach the postprocess.
+    with torch.no_grad():
+        conf_bias = model.prediction_layers[0].conf_layer.bias
+        conf_bias.view(-1, model.config.num_classes + 1)[:, 1:6] += 4.0
+    return model
+
+
+def stages(model, backend, image, repeat, path="fast"):
+    config = model.config
+    params = YolactPostprocessParams.from_config(config.postprocess)
+    t_pre, x = timed(lambda: preprocess(image, config), repeat)
+    t_net, outputs = timed(lambda: backend.infer(x), repeat)
+
+    def detect():
+        return postprocess_yolact(outputs, model.priors, image_size=image.shape[:2], params=params,
+                                  mask_iou_head=model.mask_iou_head, path=path)[0]  # fmt: skip
+
+    t_nms, instances = timed(detect, repeat)
+    if path == "reference":
+        t_masks, _ = timed(lambda: instances.full_masks(), repeat)  # N full-size masks
+        t_ids, _ = timed(lambda: _reference_id_image(instances), repeat)
+    else:
+        t_masks, _ = timed(lambda: instances.compact_masks(), repeat)
+        t_ids, _ = timed(lambda: instances.id_image(), repeat)
+    return dict(preprocess=t_pre, network=t_net, nms=t_nms, masks=t_masks, id_image=t_ids,
+                detections=len(instances))  # fmt: skip
+
+
+def _reference_id_image(instances):
+    from segmentation_ros.postprocess import reference_id_image
+
+    return reference_id_image(instances)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", nargs="+", default=["yolact_mobilenetv3", "yolact_resnet18"])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--end-to-end", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    header = f"{'model':24s} {'backend':12s} " + " ".join(
+        f"{s:>9s}" for s in ("preproc", "network", "nms", "masks", "id_img", "total", "dets")
+    )
+    print(header)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            model = make_model(name)
+            onnx_path = Path(tmp) / f"{name}.onnx"
+            for kind in ("torch", "onnxruntime"):
+                backend = build_backend(kind, model, onnx_path=onnx_path,
+                                        input_size=model.config.input_size)  # fmt: skip
+                r = stages(model, backend, image, args.repeat)
+                total = sum(r[k] for k in ("preprocess", "network", "nms", "masks", "id_image"))
+                print(f"{name:24s} {kind:12s} " + " ".join(
+                    f"{r[k]:9.1f}" for k in ("preprocess", "network", "nms", "masks", "id_image")
+                ) + f" {total:9.1f} {r['detections']:9d}")  # fmt: skip
+            if args.end_to_end:
+                official = stages(model, build_backend("torch", model), image, args.repeat,
+                                  path="reference")  # fmt: skip
+                total = sum(official[k] for k in ("preprocess", "network", "nms", "masks",
+                                                  "id_image"))  # fmt: skip
+                print(f"{name:24s} {'official':12s} " + " ".join(
+                    f"{official[k]:9.1f}" for k in ("preprocess", "network", "nms", "masks",
+                                                    "id_image")
+                ) + f" {total:9.1f} {official['detections']:9d}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Networks export to ONNX with the dynamo exporter (opset 19; DCN becomes DeformConv) and ONNX
+Runtime on the CPU reproduces PyTorch within 1e-4; the backends share one interface."""
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from segmentation_ros.models import PanopticYolactOutputs, YolactOutputs, build_model
+from segmentation_ros.runtime.backends import (
+    BackendUnavailable,
+    OnnxRuntimeBackend,
+    TorchBackend,
+    build_backend,
+)
+from segmentation_ros.runtime.onnx_export import export_onnx
+
+CASES = [
+    ("yolact_mobilenetv3", (96, 128), YolactOutputs),
+    ("panoptic_yolact_mobilenetv3", (96, 128), PanopticYolactOutputs),
+    ("yolact_plus_resnet50", (256, 256), YolactOutputs),  # DCN -> DeformConv
+]
+
+
+@pytest.mark.parametrize("name,size,output_type", CASES, ids=[c[0] for c in CASES])
+def test_export_matches_torch(tmp_path, name, size, output_type):
+    torch.manual_seed(0)
+    model = build_model(name, **_input_size_override(name, size)).eval()
+    if "plus" in name:  # make the deformable offsets matter
+        for module in model.modules():
+            if hasattr(module, "conv_offset_mask"):
+                torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.01)
+    path = export_onnx(model, tmp_path / f"{name}.onnx", input_size=size)
+    node_types = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert ("DeformConv" in node_types) == ("plus" in name)
+    x = torch.randn(1, 3, *size)
+    eager = TorchBackend(model).infer(x)
+    ort = OnnxRuntimeBackend(path, output_type).infer(x)
+    assert type(ort) is output_type is type(eager)
+    for field, a, b in zip(output_type._fields, eager, ort):
+        assert a.shape == b.shape, field
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4, rtol=0, err_msg=field)
+
+
+def _input_size_override(name, size):
+    if name.startswith("panoptic"):
+        import dataclasses
+
+        from segmentation_ros.models import get_config
+
+        config = get_config(name)
+        return {"yolact": dataclasses.replace(config.yolact, input_size=size)}
+    return {"input_size": size}
+
+
+def test_build_backend_errors(tmp_path):
+    model = build_model("yolact_mobilenetv3", input_size=(64, 64))
+    with pytest.raises(BackendUnavailable, match="tensorrt"):
+        build_backend("tensorrt", model)
+    with pytest.raises(ValueError, match="unknown backend"):
+        build_backend("tflite", model)
+    with pytest.raises(FileNotFoundError):
+        build_backend("onnxruntime", model, onnx_path=tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="opset"):
+        export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64), opset=18)
+
+
+def test_onnx_from_another_model_is_rejected(tmp_path):
+    model = build_model("yolact_mobilenetv3", input_size=(64, 64))
+    path = export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64))
+    with pytest.raises(ValueError, match="outputs"):
+        OnnxRuntimeBackend(path, PanopticYolactOutputs)
