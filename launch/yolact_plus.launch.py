@@ -1,0 +1,10 @@
+"""segmentation.launch.py, model:=yolact_plus (config/yolact_plus.yaml); other arguments alike.
+
+ros2 launch segmentation_ros yolact_plus.launch.py camera:=/front_camera/image_raw
+"""
+
+from segmentation_ros.ros.launch_logic import launch_description
+
+
+def generate_launch_description():
+    return launch_description(fixed_model="yolact_plus")

@@ -1,0 +1,467 @@
+"""The segmentation node: a lifecycle node around `segmentation_ros.pipeline`.
+
+    ros2 run segmentation_ros segmentation_node --ros-args -r image:=/camera/image_raw \
+        -r camera_info:=/camera/camera_info -p checkpoint:=/path/model.pt
+
+Lifecycle: parameters are declared at start-up (`params.PARAMETERS`) and read on configure,
+which loads the model and builds the backend (a missing or unfitting checkpoint fails the
+transition with the reason in the log and on /diagnostics; the node stays up). Publishers exist
+from configure, subscriptions while active; cleanup frees the model. `autostart` (default true)
+configures and activates at start-up.
+
+Data flow per frame: the image callback only admits the message into a one-frame slot
+(`inputs.LatestSlot`: a newer frame replaces an unprocessed one); a worker thread takes the
+newest frame, drops it if stale, converts it, runs the pipeline for the outputs somebody
+subscribes to, converts the result to messages (`outputs`) and publishes them with the input's
+stamp and frame_id. Drops are counted by cause and reported on /diagnostics.
+
+Topics (relative, remappable): in `image` (or `image/compressed`), `camera_info`; out `objects`,
+`instances`, `semantic`, `confidence`, `drivable/mask`, `drivable/grid`, `overlay`, `markers`,
+`class_info` (latched), and `/diagnostics`.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+import time
+
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import OccupancyGrid
+from rcl_interfaces.msg import SetParametersResult
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+from visualization_msgs.msg import MarkerArray
+
+from segmentation_ros.msg import ClassInfoArray, SegmentationResult
+from segmentation_ros.pipeline import OutputRequest, SegmentationPipeline
+from segmentation_ros.ros import params as P
+from segmentation_ros.ros.diagnostics import (
+    ERROR,
+    OK,
+    WARN,
+    FrameStats,
+    NodeStatus,
+    make_diagnostics,
+)
+from segmentation_ros.ros.inputs import (
+    Frame,
+    FrameDropped,
+    LatestSlot,
+    StampOrder,
+    camera_from_info,
+    check_age,
+    check_image,
+    decode_image,
+    stamp_ns,
+)
+from segmentation_ros.ros.outputs import (
+    OutputContext,
+    build_messages,
+    class_info_msg,
+    class_table,
+)
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+OUTPUT_TYPES = {
+    "objects": SegmentationResult,
+    "instances": Image,
+    "semantic": Image,
+    "confidence": Image,
+    "drivable/mask": Image,
+    "drivable/grid": OccupancyGrid,
+    "overlay": Image,
+    "markers": MarkerArray,
+}
+OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+LATCHED_QOS = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
+
+
+class SegmentationNode(LifecycleNode):
+    """See the module docstring. `node_name` and rclpy Node keyword arguments are passed on."""
+
+    def __init__(self, node_name: str = "segmentation_node", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        P.declare_parameters(self)
+        self._state = "unconfigured"
+        self._problems: dict[str, tuple[int, str]] = {}
+        self._settings = self._read_settings()
+        self._stats = FrameStats()
+        self._slot = LatestSlot()
+        self._order = StampOrder()
+        self._pipeline: SegmentationPipeline | None = None
+        self._publishers_out: dict[str, object] = {}
+        self._class_info_pub = None
+        self._subscriptions_in: list[object] = []
+        self._worker: threading.Thread | None = None
+        self._camera = None
+        self._notes: tuple[str, ...] = ()
+        self._idle = False
+        self._frame_settings = None
+        self._output_context: OutputContext | None = None
+        self.add_on_set_parameters_callback(self._validate_parameters)
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self._diagnostics_timer = self.create_timer(
+            self._settings.diagnostics_period if self._settings else 1.0,
+            self._publish_diagnostics,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    def autostart(self) -> None:
+        """Configure and activate when the `autostart` parameter is true."""
+        if self.get_parameter("autostart").value and self.trigger_configure() == SUCCESS:
+            self.trigger_activate()
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Read the parameters, load the model, build the backend and the publishers."""
+        self._problems.pop("configure", None)
+        try:
+            settings = P.settings_from_values(
+                {name: self.get_parameter(name).value for name in P.PARAMETERS}
+            )
+            pipeline = self._build_pipeline(settings)
+        except Exception as error:  # a transition reports failure, it never raises
+            text = f"configure failed: {error}"
+            self.get_logger().error(text)
+            self._problems["configure"] = (ERROR, text)
+            return FAILURE
+        self._pipeline, self._settings = pipeline, settings
+        self._refresh_derived()
+        for topic in settings.enabled_outputs():
+            self._publishers_out[topic] = self.create_lifecycle_publisher(
+                OUTPUT_TYPES[topic], topic, OUTPUT_QOS
+            )
+        self._class_info_pub = self.create_lifecycle_publisher(
+            ClassInfoArray, "class_info", LATCHED_QOS
+        )
+        self._reset_frame_state()
+        self._restart_diagnostics_timer(settings.diagnostics_period)
+        self.get_logger().info(
+            f"configured: model {pipeline.model_name} ({len(pipeline.classes)} classes), backend "
+            f"{pipeline.backend_name}, input {pipeline.input_size[1]}x{pipeline.input_size[0]}, "
+            f"outputs {', '.join(settings.enabled_outputs()) or 'none'}"
+        )
+        self._state = "inactive"
+        return SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Enable the publishers, start the worker, subscribe; publish the class table."""
+        result = super().on_activate(state)
+        if result != SUCCESS:
+            return result
+        self._publish_class_info()
+        self._slot.open()
+        self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+        self._worker.start()
+        self._subscribe()
+        self._state = "active"
+        self.get_logger().info("active")
+        return SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._state = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._state = "unconfigured"
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        self._state = "finalized"
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_processing()
+        self._release()
+        self._state = "unconfigured"
+        return SUCCESS
+
+    def close(self) -> None:
+        """Stop the worker (process exit)."""
+        self._stop_processing()
+
+    # -- frames ---------------------------------------------------------------------------------
+
+    def _on_image(self, msg) -> None:
+        """Admit a frame into the slot (runs in the executor; cheap checks, no conversion)."""
+        self._stats.frame_in()
+        stamp, settings = stamp_ns(msg.header), self._settings
+        try:
+            check_image(msg, max_side=settings.max_image_side)
+            check_age(stamp, self.get_clock().now().nanoseconds, settings.max_image_age_ms)
+            self._order.check(stamp)
+        except FrameDropped as drop:
+            self._count_drop(drop)
+            return
+        if self._slot.put(Frame(msg, time.monotonic(), stamp)):
+            self._stats.drop("overwritten")
+
+    def _on_camera_info(self, msg: CameraInfo) -> None:
+        try:
+            camera = camera_from_info(msg)
+        except FrameDropped as drop:
+            self._count_drop(drop)
+            self._problems["camera_info"] = (WARN, f"camera_info ignored: {drop.detail}")
+            return
+        self._problems.pop("camera_info", None)
+        if camera != self._camera:
+            self._camera = camera
+
+    def _work(self) -> None:
+        while not self._slot.closed:
+            frame = self._slot.take(timeout=0.5)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as error:  # e.g. publishing while the process shuts down
+                if not self.context.ok():
+                    return
+                self.get_logger().error(f"frame not published: {type(error).__name__}: {error}")
+
+    def _process(self, frame: Frame) -> None:
+        """convert -> pipeline -> messages -> publish, for the outputs somebody listens to."""
+        settings, pipeline, context = self._settings, self._pipeline, self._output_context
+        try:
+            check_age(frame.stamp_ns, self.get_clock().now().nanoseconds, settings.max_image_age_ms)
+            rgb = decode_image(frame.msg, max_side=settings.max_image_side)
+        except FrameDropped as drop:
+            self._count_drop(drop)
+            return
+        request = self._request()
+        self._idle = not request.any
+        if self._idle or pipeline is None:
+            return
+        try:
+            result = pipeline.process(rgb, request, self._frame_settings, camera=self._camera)
+            messages = build_messages(
+                result, rgb, frame.msg.header, request, context, arrival=frame.arrival
+            )
+        except Exception as error:  # one bad frame must not stop the node
+            self._count_drop(FrameDropped("inference_error", f"{type(error).__name__}: {error}"))
+            return
+        for topic, msg in messages.items():
+            self._publishers_out[topic].publish(msg)
+        self._notes = result.notes
+        self._stats.frame_out(
+            (time.monotonic() - frame.arrival) * 1e3, inference_ms=result.timings.inference_ms
+        )
+
+    def _request(self) -> OutputRequest:
+        """The outputs with at least one subscriber."""
+
+        def wanted(topic: str) -> bool:
+            publisher = self._publishers_out.get(topic)
+            return publisher is not None and publisher.get_subscription_count() > 0
+
+        return OutputRequest(
+            objects=wanted("objects"),
+            instances=wanted("instances"),
+            semantic=wanted("semantic"),
+            confidence=wanted("confidence"),
+            drivable_mask=wanted("drivable/mask"),
+            grid=wanted("drivable/grid"),
+            overlay=wanted("overlay"),
+            markers=wanted("markers"),
+        )
+
+    def _count_drop(self, drop: FrameDropped) -> None:
+        self._stats.drop(drop.cause)
+        self.get_logger().warning(f"frame dropped: {drop}", throttle_duration_sec=5.0)
+
+    # -- parameters -----------------------------------------------------------------------------
+
+    def _validate_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            spec = P.PARAMETERS.get(parameter.name)
+            if spec is None:  # rclpy's own (use_sim_time, ...)
+                continue
+            reason = P.check_value(parameter.name, parameter.value)
+            if reason is None and not spec.dynamic:
+                if self._state not in ("unconfigured", "finalized"):
+                    reason = (
+                        f"{parameter.name} is read on configure: deactivate and clean up the "
+                        f"node first (it is {self._state})"
+                    )
+            if reason is None and self._pipeline is not None:
+                reason = self._check_against_model(parameter.name, parameter.value)
+            if reason is not None:
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _check_against_model(self, name: str, value) -> str | None:
+        pipeline = self._pipeline
+        if name == "class_filter":
+            try:
+                pipeline.classes.ids_of(tuple(value))
+            except ValueError as error:
+                return str(error)
+        if name == "drivable_classes" and pipeline.classes.num_stuff:
+            table = pipeline.drivability(tuple(value))
+            if isinstance(table, str):
+                return table
+        return None
+
+    def _apply_parameters(self, parameters) -> None:
+        settings = self._read_settings()
+        if settings is None:
+            return
+        self._settings = settings
+        if self._pipeline is not None:
+            self._refresh_derived()
+            if any(p.name == "drivable_classes" for p in parameters) and self._state == "active":
+                self._publish_class_info()
+
+    def _read_settings(self) -> P.NodeSettings | None:
+        try:
+            settings = P.read_settings(self)
+        except ValueError as error:
+            self._problems["parameters"] = (ERROR, f"invalid parameters: {error}")
+            return None
+        self._problems.pop("parameters", None)
+        return settings
+
+    def _refresh_derived(self) -> None:
+        """Per-frame settings and the output context from the current parameters."""
+        settings, pipeline = self._settings, self._pipeline
+        self._frame_settings = P.frame_settings(settings)
+        self._output_context = OutputContext(
+            table=class_table(pipeline.classes, pipeline.drivability(settings.drivable_classes)),
+            model_name=pipeline.model_name,
+            grid=self._frame_settings.grid,
+            grid_frame=settings.grid_frame_id,
+            confidence_encoding=settings.confidence_encoding,
+            overlay_alpha=settings.overlay_alpha,
+        )
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _build_pipeline(self, settings: P.NodeSettings) -> SegmentationPipeline:
+        if settings.num_threads:
+            import torch
+
+            torch.set_num_threads(settings.num_threads)
+        pipeline = SegmentationPipeline.from_checkpoint(
+            settings.checkpoint or None,
+            model_name=settings.model,
+            backend=settings.backend,
+            device=settings.device,
+            input_size=settings.input_size,
+            onnx_path=settings.onnx_path or None,
+        )
+        if settings.class_filter:
+            pipeline.classes.ids_of(settings.class_filter)
+        return pipeline
+
+    def _subscribe(self) -> None:
+        reliability = (
+            ReliabilityPolicy.RELIABLE
+            if self._settings.input_reliability == "reliable"
+            else ReliabilityPolicy.BEST_EFFORT
+        )
+        qos = QoSProfile(depth=1, reliability=reliability)
+        if self._settings.image_transport == "compressed":
+            image = self.create_subscription(
+                CompressedImage, "image/compressed", self._on_image, qos
+            )
+        else:
+            image = self.create_subscription(Image, "image", self._on_image, qos)
+        info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
+        self._subscriptions_in = [image, info]
+
+    def _stop_processing(self) -> None:
+        for subscription in self._subscriptions_in:
+            self.destroy_subscription(subscription)
+        self._subscriptions_in = []
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+            self._worker = None
+
+    def _release(self) -> None:
+        for publisher in self._publishers_out.values():
+            self.destroy_lifecycle_publisher(publisher)
+        if self._class_info_pub is not None:
+            self.destroy_lifecycle_publisher(self._class_info_pub)
+        self._publishers_out, self._class_info_pub = {}, None
+        self._pipeline = self._output_context = self._frame_settings = None
+        self._reset_frame_state()
+        gc.collect()
+
+    def _reset_frame_state(self) -> None:
+        self._stats.reset()
+        self._order.reset()
+        self._camera = None
+        self._notes = ()
+        self._problems.pop("camera_info", None)
+
+    def _publish_class_info(self) -> None:
+        header = Header(stamp=self.get_clock().now().to_msg())
+        self._class_info_pub.publish(class_info_msg(self._output_context, header))
+
+    def _restart_diagnostics_timer(self, period: float) -> None:
+        self._diagnostics_timer.timer_period_ns = int(period * 1e9)
+
+    def _status(self) -> NodeStatus:
+        problems = list(self._problems.values())
+        settings, pipeline = self._settings, self._pipeline
+        if self._state == "active" and settings is not None:
+            needs_camera = settings.publish_drivable_grid or settings.publish_markers
+            if needs_camera and self._camera is None:
+                topic = self.resolve_topic_name("camera_info")
+                problems.append(
+                    (WARN, f"no camera_info on {topic}: drivable/grid and markers not published")
+                )
+            problems += [(WARN, note) for note in self._notes if "camera_info" not in note]
+            if self._idle:
+                problems.append((OK, "idle: no output has a subscriber, frames are skipped"))
+        return NodeStatus(
+            state=self._state,
+            model=pipeline.model_name if pipeline else "",
+            backend=pipeline.backend_name if pipeline else "",
+            input_size=f"{pipeline.input_size[1]}x{pipeline.input_size[0]}" if pipeline else "",
+            problems=problems,
+        )
+
+    def _publish_diagnostics(self) -> None:
+        stats = self._stats.snapshot(mark_reported=True)
+        stamp = self.get_clock().now().to_msg()
+        self._diagnostics_pub.publish(
+            make_diagnostics(self.get_fully_qualified_name(), self._status(), stats, stamp=stamp)
+        )
+
+
+def main(args=None) -> int:
+    """Console script `segmentation_node`."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = SegmentationNode()
+        node.autostart()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+        rclpy.try_shutdown()  # destroys the node too
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,216 @@
+"""A `pipeline.FrameResult` -> the node's messages, one function per topic.
+
+Every message carries the camera image's header (stamp and frame_id), except `drivable/grid` and
+`markers`, which carry its stamp in the grid frame. Images are built from arrays with one copy
+(`image_codec.numpy_to_image`); no per-pixel Python.
+
+topic          type                                content
+objects        segmentation_ros/SegmentationResult segments, masks cropped to their roi
+instances      sensor_msgs/Image mono16            segment id per pixel (0 none) = instance_id
+semantic       sensor_msgs/Image mono8 (mono16)    class id per pixel, 255 (65535) void
+confidence     sensor_msgs/Image mono8 / 32FC1     score of the pixel's segment (x 255 in mono8)
+drivable/mask  sensor_msgs/Image mono8             255 drivable surface, 0 elsewhere
+drivable/grid  nav_msgs/OccupancyGrid              0 free, 100 occupied, -1 unknown
+overlay        sensor_msgs/Image rgb8              the image with masks, boxes and labels
+markers        visualization_msgs/MarkerArray      objects on the ground
+class_info     segmentation_ros/ClassInfoArray     the class table (latched)
+"""
+
+from __future__ import annotations
+
+import array
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from nav_msgs.msg import OccupancyGrid
+from std_msgs.msg import Header
+
+from segmentation_ros.drivable import DrivabilityTable, GridGeometry
+from segmentation_ros.pipeline import ClassMeta, FrameResult, OutputRequest
+from segmentation_ros.ros.image_codec import numpy_to_image
+from segmentation_ros.ros.messages import ClassTable, make_class_info, make_object, make_result
+from segmentation_ros.ros.visualization import class_palette, draw_overlay, make_markers
+
+
+def class_table(classes: ClassMeta, drivability: DrivabilityTable | str) -> ClassTable:
+    """The message-side class table: names, palette colours, thing flags, drivable flags (all
+    False when the model has no drivable classes)."""
+    n = len(classes)
+    drivable = (
+        np.array(drivability.drivable, dtype=bool)
+        if isinstance(drivability, DrivabilityTable)
+        else np.zeros(n, dtype=bool)
+    )
+    return ClassTable(
+        names=classes.names,
+        colors=class_palette(n),
+        is_thing=np.array(classes.is_thing, dtype=bool),
+        drivable=drivable,
+    )
+
+
+@dataclass(frozen=True)
+class OutputContext:
+    """What the messages need beside the result.
+
+    table: the class table (names, colours). model_name: registry name.
+    grid: the grid layout; grid_frame: its frame_id. confidence_encoding: mono8 or 32FC1.
+    overlay_alpha: tint opacity.
+    """
+
+    table: ClassTable
+    model_name: str
+    grid: GridGeometry
+    grid_frame: str
+    confidence_encoding: str = "mono8"
+    overlay_alpha: float = 0.5
+
+
+def class_info_msg(context: OutputContext, header: Header):
+    return make_class_info(context.table, model_name=context.model_name, header=header)
+
+
+def objects_msg(result: FrameResult, header: Header, context: OutputContext, *, total_ms: float):
+    """SegmentationResult: every segment, in decreasing score order (needs `geometry`)."""
+    assert result.geometry is not None, "objects need the segment geometry"
+    seg, geometry, names = result.segments, result.geometry, context.table.names
+    objects = [
+        make_object(
+            instance_id=int(seg.ids[i]),
+            class_id=int(seg.class_ids[i]),
+            class_label=names[int(seg.class_ids[i])],
+            is_thing=bool(seg.is_thing[i]),
+            score=float(seg.scores[i]),
+            mask_score=float(seg.mask_scores[i]),
+            roi_xywh=geometry.rois[i],
+            mask=result.mask_crop(i),
+            centroid_xy=geometry.centroids[i],
+            area=int(geometry.areas[i]),
+        )
+        for i in range(len(seg))
+    ]
+    height, width = result.image_size
+    return make_result(
+        header=header,
+        image_height=height,
+        image_width=width,
+        model_name=context.model_name,
+        objects=objects,
+        inference_ms=result.timings.inference_ms,
+        total_ms=total_ms,
+    )
+
+
+def instances_msg(result: FrameResult, header: Header):
+    """mono16 segment ids (values above 65535 saturate; a frame never has that many)."""
+    ids = np.minimum(result.id_map, 65535).astype(np.uint16)
+    return numpy_to_image(ids, "mono16", header=header)
+
+
+def semantic_msg(result: FrameResult, header: Header):
+    assert result.semantic is not None
+    encoding = "mono8" if result.semantic.dtype == np.uint8 else "mono16"
+    return numpy_to_image(result.semantic, encoding, header=header)
+
+
+def confidence_msg(result: FrameResult, header: Header, encoding: str = "mono8"):
+    """mono8: round(score * 255); 32FC1: the score."""
+    assert result.confidence is not None
+    if encoding == "32FC1":
+        return numpy_to_image(result.confidence.astype(np.float32, copy=False), "32FC1", header)
+    scaled = np.rint(np.clip(result.confidence, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return numpy_to_image(scaled, "mono8", header=header)
+
+
+def drivable_mask_msg(result: FrameResult, header: Header):
+    assert result.drivable is not None
+    return numpy_to_image(result.drivable.view(np.uint8) * np.uint8(255), "mono8", header=header)
+
+
+def grid_msg(result: FrameResult, header: Header, geometry: GridGeometry):
+    """OccupancyGrid in `header.frame_id` (the grid frame), origin at the corner of cell 0."""
+    assert result.grid is not None
+    msg = OccupancyGrid(header=header)
+    msg.info.map_load_time = header.stamp
+    msg.info.resolution = float(geometry.resolution)
+    msg.info.width, msg.info.height = int(geometry.width), int(geometry.height)
+    msg.info.origin.position.x = float(geometry.origin_x)
+    msg.info.origin.position.y = float(geometry.origin_y)
+    msg.info.origin.orientation.w = 1.0
+    data = array.array("b")
+    data.frombytes(np.ascontiguousarray(result.grid, dtype=np.int8).tobytes())
+    msg.data = data
+    return msg
+
+
+def segment_labels(result: FrameResult, names) -> list[str]:
+    """'label score' of every segment."""
+    seg = result.segments
+    return [f"{names[int(c)]} {s:.2f}" for c, s in zip(seg.class_ids, seg.scores)]
+
+
+def overlay_msg(rgb: np.ndarray, result: FrameResult, header: Header, context: OutputContext):
+    """rgb8: every segment tinted in its class colour, thing boxes labelled."""
+    seg = result.segments
+    colors = context.table.colors[seg.class_ids] if len(seg) else np.zeros((0, 3), np.uint8)
+    labels = segment_labels(result, context.table.names)
+    things = np.flatnonzero(seg.is_thing)
+    image = draw_overlay(
+        rgb,
+        result.id_map,
+        colors,
+        boxes=seg.boxes[things],
+        labels=[labels[i] for i in things],
+        alpha=context.overlay_alpha,
+    )
+    return numpy_to_image(image, "rgb8", header=header)
+
+
+def markers_msg(result: FrameResult, header: Header, context: OutputContext):
+    """MarkerArray of the things on the ground, in the grid frame (`header.frame_id`)."""
+    assert result.ground_xy is not None and result.ground_width is not None
+    seg = result.segments
+    return make_markers(
+        header=header,
+        ground_xy=result.ground_xy,
+        ground_width=result.ground_width,
+        labels=segment_labels(result, context.table.names),
+        colors=context.table.colors[seg.class_ids] if len(seg) else np.zeros((0, 3), np.uint8),
+        ids=seg.ids,
+    )
+
+
+def build_messages(
+    result: FrameResult,
+    rgb: np.ndarray,
+    header: Header,
+    request: OutputRequest,
+    context: OutputContext,
+    *,
+    arrival: float,
+) -> dict[str, object]:
+    """The requested messages by relative topic name, `objects` last (its total_ms counts from
+    `arrival`, a time.monotonic() stamp, to now). Parts the result lacks (no camera yet, no
+    drivable classes) are left out; `result.notes` says why."""
+    grid_header = Header(stamp=header.stamp, frame_id=context.grid_frame)
+    messages: dict[str, object] = {}
+    if request.instances:
+        messages["instances"] = instances_msg(result, header)
+    if request.semantic and result.semantic is not None:
+        messages["semantic"] = semantic_msg(result, header)
+    if request.confidence and result.confidence is not None:
+        messages["confidence"] = confidence_msg(result, header, context.confidence_encoding)
+    if request.drivable_mask and result.drivable is not None:
+        messages["drivable/mask"] = drivable_mask_msg(result, header)
+    if request.grid and result.grid is not None:
+        messages["drivable/grid"] = grid_msg(result, grid_header, context.grid)
+    if request.overlay:
+        messages["overlay"] = overlay_msg(rgb, result, header, context)
+    if request.markers and result.ground_xy is not None:
+        messages["markers"] = markers_msg(result, grid_header, context)
+    if request.objects:
+        msg = objects_msg(result, header, context, total_ms=0.0)
+        msg.total_ms = float((time.monotonic() - arrival) * 1e3)
+        messages["objects"] = msg
+    return messages

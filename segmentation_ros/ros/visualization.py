@@ -1,0 +1,119 @@
+"""Views of a frame result for people: the `overlay` image and the `markers` MarkerArray.
+
+- `class_palette(n)`: a fixed, well-spread RGB colour per class id (also sent in ClassInfo).
+- `draw_overlay(...)`: the camera image with every segment tinted in its class colour, and thing
+  boxes with "label score" text. Pure numpy + OpenCV, vectorised over pixels.
+- `make_markers(...)`: per thing object with a ground position, a disc on the ground (its width
+  from the box's bottom edge projected on the ground) and a text label above it, in the grid
+  frame; the array starts with DELETEALL so that objects of past frames disappear.
+
+Pixel coordinates: x right, y down; boxes (x1, y1, x2, y2) in pixels. Ground positions are
+metres in the grid frame (x forward, y left, z up, the ground at z = 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+_GOLDEN = 0.618033988749895
+
+
+def class_palette(num_classes: int) -> np.ndarray:
+    """[num_classes, 3] uint8 RGB: hues spread by the golden ratio, alternating brightness."""
+    idx = np.arange(num_classes, dtype=np.float64)
+    hue = (idx * _GOLDEN + 0.1) % 1.0
+    sat = np.where(idx % 2 == 0, 0.75, 0.55)
+    val = np.where(idx % 3 == 0, 0.95, 0.8)
+    hsv = np.stack([hue * 180.0, sat * 255.0, val * 255.0], axis=-1).astype(np.uint8)
+    return cv2.cvtColor(hsv[None], cv2.COLOR_HSV2RGB)[0]
+
+
+def draw_overlay(
+    rgb: np.ndarray,
+    id_map: np.ndarray,
+    segment_colors: np.ndarray,
+    *,
+    boxes: np.ndarray,
+    labels: Sequence[str],
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """The image with segments tinted and boxes labelled.
+
+    rgb: [H, W, 3] uint8 RGB camera image (not modified).
+    id_map: [H, W] integer segment ids, 0 = none, 1..N the segments.
+    segment_colors: [N, 3] uint8 RGB colour of segment i + 1.
+    boxes: [M, 4] (x1, y1, x2, y2) pixels of the segments to frame (things), and `labels` their
+        M texts; both may be empty.
+    alpha: tint opacity in [0, 1].
+    Returns a new [H, W, 3] uint8 RGB image.
+    """
+    if rgb.shape[:2] != id_map.shape:
+        raise ValueError(f"id_map {id_map.shape} does not match the image {rgb.shape[:2]}")
+    lut = np.zeros((len(segment_colors) + 1, 3), dtype=np.float32)
+    lut[1:] = segment_colors
+    out = rgb.astype(np.float32)
+    covered = id_map > 0
+    if covered.any():
+        ids = id_map[covered]
+        out[covered] = out[covered] * (1.0 - alpha) + lut[ids] * alpha
+    out = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    height, width = id_map.shape
+    scale = max(0.35, min(height, width) / 900.0)
+    thickness = max(1, round(min(height, width) / 300))
+    for box, label in zip(np.asarray(boxes).reshape(-1, 4), labels):
+        x1, y1, x2, y2 = (int(round(float(v))) for v in box)
+        cv2.rectangle(out, (x1, y1), (max(x1, x2 - 1), max(y1, y2 - 1)), (255, 255, 255), thickness)
+        (tw, th), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        ty = y1 - 2 if y1 - th - base - 2 >= 0 else min(height - 1, y1 + th + 2)
+        cv2.rectangle(out, (x1, ty - th - 1), (x1 + tw, ty + base - 1), (0, 0, 0), cv2.FILLED)
+        cv2.putText(
+            out, label, (x1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+        )
+    return out
+
+
+def make_markers(
+    *,
+    header,
+    ground_xy: np.ndarray,
+    ground_width: np.ndarray,
+    labels: Sequence[str],
+    colors: np.ndarray,
+    ids: Sequence[int],
+    disc_height: float = 0.05,
+    text_height: float = 0.6,
+):
+    """visualization_msgs/MarkerArray of the objects on the ground.
+
+    header: stamp of the camera image, frame_id the grid frame.
+    ground_xy: [N, 2] metres (NaN: not on the ground, skipped). ground_width: [N] metres.
+    labels, colors ([N, 3] uint8 RGB), ids: per object (marker ids are the object ids).
+    """
+    from geometry_msgs.msg import Point
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    markers = [Marker(header=header, action=Marker.DELETEALL)]
+    for xy, width, label, color, object_id in zip(ground_xy, ground_width, labels, colors, ids):
+        if not np.isfinite(xy).all():
+            continue
+        diameter = float(np.clip(width if np.isfinite(width) else 0.5, 0.1, 10.0))
+        r, g, b = (float(c) / 255.0 for c in color)
+        disc = Marker(header=header, ns="objects", id=int(object_id), type=Marker.CYLINDER)
+        disc.action = Marker.ADD
+        disc.pose.position = Point(x=float(xy[0]), y=float(xy[1]), z=disc_height / 2)
+        disc.pose.orientation.w = 1.0
+        disc.scale.x = disc.scale.y = diameter
+        disc.scale.z = disc_height
+        disc.color.r, disc.color.g, disc.color.b, disc.color.a = r, g, b, 0.8
+        text = Marker(header=header, ns="labels", id=int(object_id), type=Marker.TEXT_VIEW_FACING)
+        text.action = Marker.ADD
+        text.pose.position = Point(x=float(xy[0]), y=float(xy[1]), z=text_height)
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.25
+        text.color.r = text.color.g = text.color.b = text.color.a = 1.0
+        text.text = label
+        markers += [disc, text]
+    return MarkerArray(markers=markers)
