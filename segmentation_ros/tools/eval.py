@@ -134,7 +134,40 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_pq(subparsers)
     _add_mask_ap(subparsers)
+    _add_checkpoint(subparsers)
     return parser
+
+
+def _add_checkpoint(subparsers) -> None:
+    p = subparsers.add_parser(
+        "checkpoint",
+        help="PQ, drivable IoU and speed of a checkpoint on a data set (the node's pipeline)",
+    )
+    p.add_argument("--checkpoint", default="", help="our checkpoint (empty: the default model)")
+    p.add_argument("--data", required=True, help="data set spec, e.g. synthetic:DIR")
+    p.add_argument("--num", type=int, default=None, help="evaluate the first N images")
+    p.add_argument("--score-threshold", type=float, default=0.3)
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.set_defaults(func=_run_checkpoint)
+
+
+def _run_checkpoint(args: argparse.Namespace) -> int:
+    from segmentation_ros.data.datasets import open_dataset
+    from segmentation_ros.pipeline import FrameSettings, SegmentationPipeline
+    from segmentation_ros.train.evaluate import evaluate_checkpoint
+
+    pipeline = SegmentationPipeline.from_checkpoint(args.checkpoint, backend=args.backend)
+    evaluation = evaluate_checkpoint(
+        pipeline,
+        open_dataset(args.data),
+        settings=FrameSettings(score_threshold=args.score_threshold),
+        limit=args.num,
+    )
+    print(evaluation.pq.format_per_class())
+    print(evaluation.pq.format_summary())
+    print(f"drivable IoU {evaluation.drivable_iou:.4f}, {evaluation.ms_per_image:.1f} ms/image")
+    print(json.dumps(evaluation.summary()))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
