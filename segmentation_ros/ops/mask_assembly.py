@@ -269,7 +269,12 @@ def render_masks(
     # Prototype pixels that can lift an output pixel above the threshold: a convex blend of
     # values <= threshold - 2 * _AMBIGUITY stays below it whatever the rounding.
     floor = threshold - 2 * _AMBIGUITY
-    row_any, col_any = probs.amax(dim=2) > floor, probs.amax(dim=1) > floor
+    row_any = probs.amax(dim=2) > floor
+    # A column can pass only through a row that passes: reduce over those rows alone.
+    det, row = row_any.nonzero(as_tuple=True)
+    col_max = probs.new_full((n, wp), float("-inf"))
+    col_max.scatter_reduce_(0, det[:, None].expand(-1, wp), probs[det, row], "amax")
+    col_any = col_max > floor
     has = row_any.any(dim=1)
     # Output rows / columns whose two sources meet the extent (sources are non-decreasing).
     oy0 = torch.searchsorted(ytab.i1, _first_true(row_any))

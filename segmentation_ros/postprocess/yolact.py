@@ -11,9 +11,10 @@ Two paths with identical results:
 - "reference": the official dense Fast NMS ([C, top_k] over all classes). Together with
   `reference_full_masks` / `reference_id_image` (full-size upsampling of every mask, as the
   official code does) it is the baseline of the benchmarks and the oracle of the tests.
-- "fast": the softmax only for anchors whose logits allow a score above the threshold
-  (`candidate_anchors`; their rows are bit-identical to the full softmax), Fast NMS only over
-  the (anchor, class) pairs above the threshold, packed per class; the masks are then
+- "fast": box decoding and the softmax only for anchors whose logits allow a score above the
+  threshold (`candidate_anchors`; their rows are bit-identical to the full computation),
+  Fast NMS only over the (anchor, class) pairs above the threshold, packed per class; the
+  masks are then
   upsampled only where they can be foreground (`Instances.compact_masks`, `.id_image`).
 
 Differences from the official code, deliberate: detections with score <= score_threshold are
@@ -102,11 +103,10 @@ def postprocess_yolact(
     sizes = _image_sizes(image_size, loc.shape[0])
     select = _select_reference if path == "reference" else _select_fast
     with torch.no_grad():
-        boxes = decode_boxes(loc, priors.to(loc.dtype))
+        priors = priors.to(loc.dtype)
         return [
             _one_image(
-                select(boxes[b], conf[b], params),
-                boxes[b],
+                *select(loc[b], priors, conf[b], params),
                 coef[b],
                 proto[b],
                 sizes[b],
@@ -174,26 +174,36 @@ def reference_id_image(instances: Instances, threshold: float = 0.5) -> Tensor:
 # ----------------------------------------------------------------------------------------------
 
 
-def _select_reference(boxes: Tensor, conf: Tensor, params: YolactPostprocessParams) -> Selection:
-    """Official order: softmax over every anchor, then dense Fast NMS."""
+def _select_reference(
+    loc: Tensor, priors: Tensor, conf: Tensor, params: YolactPostprocessParams
+) -> tuple[Selection, Tensor]:
+    """Official order: decode and softmax over every anchor, then dense Fast NMS.
+    Returns the selection and the decoded boxes [N, 4] of its anchors."""
+    boxes = decode_boxes(loc, priors)
     probs = class_softmax(conf)[:, 1:]
     if params.nms == "cross_class":
-        return select_cross_class(boxes, probs, params)
-    return select_dense(boxes, probs, params)
+        chosen = select_cross_class(boxes, probs, params)
+    else:
+        chosen = select_dense(boxes, probs, params)
+    return chosen, boxes[chosen.anchors]
 
 
-def _select_fast(boxes: Tensor, conf: Tensor, params: YolactPostprocessParams) -> Selection:
-    """Softmax only for the anchors that can pass the threshold, then sparse Fast NMS."""
+def _select_fast(
+    loc: Tensor, priors: Tensor, conf: Tensor, params: YolactPostprocessParams
+) -> tuple[Selection, Tensor]:
+    """Decode and softmax only the anchors that can pass the threshold (elementwise, so
+    their rows equal the full computation's), then sparse Fast NMS."""
     anchors = candidate_anchors(conf, params.score_threshold)
+    boxes = decode_boxes(loc[anchors], priors[anchors])
     probs = class_softmax(conf[anchors])[:, 1:]
     select = select_cross_class if params.nms == "cross_class" else select_sparse
-    chosen = select(boxes[anchors], probs, params)
-    return chosen._replace(anchors=anchors[chosen.anchors])
+    chosen = select(boxes, probs, params)
+    return chosen._replace(anchors=anchors[chosen.anchors]), boxes[chosen.anchors]
 
 
 def _one_image(
     selection: Selection,
-    boxes: Tensor,
+    kept_boxes: Tensor,
     coef: Tensor,
     proto: Tensor,
     image_size: ImageSize,
@@ -204,7 +214,6 @@ def _one_image(
     anchors, classes, scores = selection
     if anchors.numel() == 0:
         return Instances.empty(image_size, tuple(proto.shape[:2]), device=proto.device)
-    kept_boxes = boxes[anchors]
     masks = assemble_masks(
         proto,
         coef[anchors],
