@@ -298,3 +298,40 @@ def load_for_inference(
     # stays as initialised).
     load_official_checkpoint(getattr(model, "yolact", model), data)
     return model.eval(), model.config
+
+
+def export_for_inference(
+    source: str | os.PathLike, target: str | os.PathLike, *, half: bool = True
+) -> None:
+    """Write a training checkpoint as a deployable one: config, class names and weights only
+    (no optimizer state), floating-point weights stored as float16 when `half` (they load back
+    into float32 modules; BatchNorm statistics and integer buffers keep their dtype)."""
+    checkpoint = read_checkpoint(source)
+    model = _build(checkpoint.config)
+    _load_strict(model, checkpoint.state_dict, assign=False)
+    if half:
+        state = {
+            key: value.half() if value.is_floating_point() and "running_" not in key else value
+            for key, value in model.state_dict().items()
+        }
+        payload = {
+            "format": FORMAT,
+            "kind": next(k for k, (c, _, _) in _kinds().items() if type(checkpoint.config) is c),
+            "config": _kinds_to_dict(checkpoint.config),
+            "state_dict": state,
+            "extra": {"exported_from": os.path.basename(os.fspath(source)), "float16": True},
+        }
+        torch.save(payload, target)
+    else:
+        save_checkpoint(target, model, checkpoint.config, {"exported_from": os.fspath(source)})
+
+
+def _build(config: Any) -> nn.Module:
+    from .registry import build_model
+
+    return build_model(config)
+
+
+def _kinds_to_dict(config: Any) -> dict[str, Any]:
+    kind = next(k for k, (cls, _, _) in _kinds().items() if type(config) is cls)
+    return _kinds()[kind][1](config)

@@ -146,3 +146,22 @@ def test_checkpoint_kind_errors(tmp_path):
 
 def test_config_type():
     assert isinstance(get_config("yolact_resnet18"), YolactConfig)
+
+
+def test_export_for_inference_drops_training_state_and_halves(tmp_path):
+    import torch
+
+    from segmentation_ros.models.checkpoint import export_for_inference, load_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("panoptic_yolact_mobilenetv3").eval()
+    source = tmp_path / "train.pt"
+    save_checkpoint(source, model, extra={"optimizer": {"state": torch.randn(1000, 100)}})
+    export_for_inference(source, tmp_path / "deploy.pt")
+    assert (tmp_path / "deploy.pt").stat().st_size < 0.6 * source.stat().st_size
+    deployed, config = load_checkpoint(tmp_path / "deploy.pt")
+    assert config == model.config and next(deployed.parameters()).dtype == torch.float32
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for a, b in zip(model(x), deployed.eval()(x)):
+            torch.testing.assert_close(a, b, atol=0.05, rtol=0.02)  # float16 weights
