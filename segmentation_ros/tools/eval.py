@@ -148,24 +148,39 @@ def _add_checkpoint(subparsers) -> None:
     p.add_argument("--num", type=int, default=None, help="evaluate the first N images")
     p.add_argument("--score-threshold", type=float, default=0.3)
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument(
+        "--instances-json",
+        help="COCO instance ground truth for mask AP (default: DIR/instances.json of a "
+        "synthetic:DIR data set when present)",
+    )
+    p.add_argument("--plots", help="folder for per-class plots (PNG)")
     p.set_defaults(func=_run_checkpoint)
 
 
 def _run_checkpoint(args: argparse.Namespace) -> int:
     from segmentation_ros.data.datasets import open_dataset
     from segmentation_ros.pipeline import FrameSettings, SegmentationPipeline
-    from segmentation_ros.train.evaluate import evaluate_checkpoint
+    from segmentation_ros.train.evaluate import evaluate_checkpoint, plot_per_class
 
+    instances_json = args.instances_json
+    if instances_json is None and args.data.startswith("synthetic:"):
+        candidate = Path(args.data.split(":", 1)[1]) / "instances.json"
+        instances_json = candidate if candidate.is_file() else None
     pipeline = SegmentationPipeline.from_checkpoint(args.checkpoint, backend=args.backend)
     evaluation = evaluate_checkpoint(
         pipeline,
         open_dataset(args.data),
         settings=FrameSettings(score_threshold=args.score_threshold),
         limit=args.num,
+        instances_json=instances_json,
     )
     print(evaluation.pq.format_per_class())
     print(evaluation.pq.format_summary())
+    if evaluation.mask_ap is not None:
+        print(f"mask AP {evaluation.mask_ap * 100:.1f}")
     print(f"drivable IoU {evaluation.drivable_iou:.4f}, {evaluation.ms_per_image:.1f} ms/image")
+    if args.plots:
+        print(f"plot: {plot_per_class(evaluation.pq, Path(args.plots) / 'pq_per_class.png')}")
     print(json.dumps(evaluation.summary()))
     return 0
 

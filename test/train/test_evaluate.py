@@ -54,6 +54,19 @@ def test_eval_command_prints_json(setup, capsys):
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["images"] == 1 and set(summary) >= {"pq_all", "drivable_iou", "ms_per_image"}
+    assert 0.0 <= summary["mask_ap"] <= 100.0  # instances.json of the synthetic set is found
+
+
+def test_default_model_mask_ap_and_plot(setup, tmp_path, capsys):
+    """The embedded default model on the two scenes: mask AP is computed and the plot written."""
+    code = main(["checkpoint", "--data", f"synthetic:{setup / 'data'}", "--plots", str(tmp_path)])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["mask_ap"] > 0.0 and summary["pq_all"] > 0.0
+    import cv2
+
+    plot = cv2.imread(str(tmp_path / "pq_per_class.png"))
+    assert plot is not None and plot.shape[0] > 15 * 22
 
 
 def test_eval_command_bad_data(setup, capsys):
