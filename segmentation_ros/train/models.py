@@ -30,35 +30,19 @@ __all__ = [
 ]
 
 
-def _pcv_configs() -> dict[str, Any]:
-    """PCV configs by name (not in the model registry)."""
-    from segmentation_ros.models import pcv
-
-    return {v.name: v for v in vars(pcv).values() if isinstance(v, pcv.PCVConfig)}
-
-
 def training_model_names() -> tuple[str, ...]:
-    """Every architecture name `build_training_model` accepts."""
-    return tuple(sorted(set(registry.available_models()) | set(_pcv_configs())))
+    """Every architecture name `build_training_model` accepts (the model registry)."""
+    return registry.available_models()
 
 
 def find_config(name: str) -> Any:
-    """The config of architecture `name` (the model registry, then the PCV configs)."""
-    if name in registry.available_models():
-        return registry.get_config(name)
-    configs = _pcv_configs()
-    if name in configs:
-        return configs[name]
-    raise ValueError(f"unknown model {name!r}; available: {', '.join(training_model_names())}")
+    """The registered config of architecture `name` (ValueError listing the names)."""
+    return registry.get_config(name)
 
 
 def build_from_config(config: Any) -> nn.Module:
     """A randomly initialised model for a `YolactConfig`, `PanopticYolactConfig` or
     `PCVConfig`."""
-    from segmentation_ros.models.pcv import PCVConfig, PCVModel
-
-    if isinstance(config, PCVConfig):
-        return PCVModel.from_config(config)
     return registry.build_model(config)
 
 
