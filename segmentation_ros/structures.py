@@ -67,10 +67,17 @@ def _paint_ids(image_size: tuple[int, int], rois: Tensor, crops: list[Tensor]) -
     """Id image from tight bool crops; earlier instances own overlapping pixels."""
     height, width = image_size
     ids = torch.zeros((height, width), dtype=torch.int32, device=rois.device)
-    # Paint from the last instance to the first so that earlier ones overwrite later ones.
-    for i, (x, y, w, h) in reversed(list(enumerate(rois.tolist()))):
+    xs, ys, ws, hs = rois.unbind(1)
+    if bool(((rois < 0).any(1) | (xs + ws > width) | (ys + hs > height)).any()):
+        raise ValueError(f"rois must lie inside the {height}x{width} image, got {rois.tolist()}")
+    # Paint from the last instance to the first so that earlier ones overwrite later ones; the
+    # windows are strided views of `ids` (one `as_strided` call each, cheaper than slicing).
+    offsets = (rois[:, 1] * width + rois[:, 0]).tolist()
+    sizes = rois[:, 2:].tolist()
+    for i in range(len(offsets) - 1, -1, -1):
+        w, h = sizes[i]
         if w and h:
-            ids[y : y + h, x : x + w].masked_fill_(crops[i], i + 1)
+            ids.as_strided((h, w), (width, 1), offsets[i]).masked_fill_(crops[i], i + 1)
     return ids
 
 

@@ -447,17 +447,14 @@ class _Chunk:
         )
         areas[self.idx] = area
         centroids[self.idx] = (sums[:, [2, 1]] / sums[:, :1]).float()
-        bounds = torch.cat(
-            [
-                self.row_start[:, None] + low[:, :1],
-                self.row_start[:, None] + high[:, :1],
-                low[:, 1:],
-                high[:, 1:],
-            ],
-            dim=1,
-        )
-        as_u8 = binary.to(torch.uint8).mul_(255) if crops_u8 else None
-        for i, (a, b, c, e) in zip(self.idx.tolist(), bounds.tolist()):
-            crops[i] = binary[a:b, c:e]
-            if as_u8 is not None:
-                crops_u8[i] = as_u8[a:b, c:e]
+        # Crops as strided views of the chunk's buffer (fresh and contiguous: storage offset 0),
+        # made with one `as_strided` call each (cheaper than slicing twice).
+        offset = (self.row_start + low[:, 0]) * wr + low[:, 1]
+        views = torch.cat([high - low, offset[:, None]], dim=1).tolist()
+        stride = (wr, 1)
+        for i, (h, w, start) in zip(self.idx.tolist(), views):
+            crops[i] = binary.as_strided((h, w), stride, start)
+        if crops_u8:
+            as_u8 = binary.to(torch.uint8).mul_(255)
+            for i, (h, w, start) in zip(self.idx.tolist(), views):
+                crops_u8[i] = as_u8.as_strided((h, w), stride, start)
