@@ -12,8 +12,10 @@ a randomly initialised panoptic_yolact_mobilenetv3 (timings only; the masks are 
 folder.
 
 Prints every --report-every seconds: frames sent / results received, output FPS, latency p50 /
-p95 (camera stamp -> `objects` received, milliseconds), the node's drop counters (from
-/diagnostics) and the node's resident memory (RSS, MiB); a JSON summary last. The node computes
+p95 (camera stamp -> `objects` received, milliseconds), the model's own time p50 (image in ->
+segments out inside the node: preprocess + network + postprocess, from /diagnostics) and the
+latency beyond it, the node's drop counters and the node's resident memory (RSS, MiB); a JSON
+summary last. The node computes
 only the outputs this script subscribes to (--outputs).
 """
 
@@ -235,10 +237,12 @@ def run(args, node_process: subprocess.Popen) -> int:
 
 def report(elapsed, sent, received, latencies, diagnostics, node_process) -> dict:
     lat = np.array(latencies[-300:], dtype=np.float64)
-    drops = {}
+    drops, model_ms = {}, float("nan")
     if diagnostics:
         last = diagnostics[-1]
         drops = {k[6:]: int(v) for k, v in last.items() if k.startswith("drops_") and v != "0"}
+        model_ms = float(last.get("model_p50_ms", "nan"))
+    p50 = float(np.percentile(lat, 50)) if lat.size else float("nan")
     figures = {
         "t_s": round(elapsed, 1),
         "sent": sent,
@@ -246,13 +250,17 @@ def report(elapsed, sent, received, latencies, diagnostics, node_process) -> dic
         "fps_out": round(received["objects"] / max(elapsed, 1e-9), 2),
         "latency_p50_ms": round(float(np.percentile(lat, 50)), 1) if lat.size else None,
         "latency_p95_ms": round(float(np.percentile(lat, 95)), 1) if lat.size else None,
+        "model_p50_ms": round(model_ms, 1),
+        "latency_beyond_model_p50_ms": round(p50 - model_ms, 1),
         "drops": drops,
         "rss_mib": round(rss_mib(node_process.pid), 1),
     }
     print(
         f"t={figures['t_s']:6.1f}s sent={sent:5d} out={figures['received']:5d} "
         f"fps={figures['fps_out']:5.2f} p50={figures['latency_p50_ms']} "
-        f"p95={figures['latency_p95_ms']} ms rss={figures['rss_mib']} MiB drops={drops}"
+        f"p95={figures['latency_p95_ms']} model={figures['model_p50_ms']} "
+        f"beyond={figures['latency_beyond_model_p50_ms']} ms rss={figures['rss_mib']} MiB "
+        f"drops={drops}"
     )
     return figures
 

@@ -14,7 +14,8 @@ Drop causes (`DROP_CAUSES`), counted since the last configure:
 - bad_camera_info: a CameraInfo that does not describe a camera (zero or non-finite K, ...).
 
 Rates are frames per second over the last `window_s` seconds; latency is from the image
-message's arrival at the node to the publication of its `objects` result, in milliseconds.
+message's arrival at the node to the publication of its last output, in milliseconds; `model`
+time is image in -> segments out (preprocess + network + postprocess), `inference` the network.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class StatsSnapshot:
     latency_p95_ms: float
     inference_p50_ms: float
     drops: dict[str, int]
+    model_p50_ms: float = float("nan")
     recent_drops: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -75,6 +77,7 @@ class FrameStats:
         self._outputs: deque[float] = deque()
         self._latency: deque[float] = deque(maxlen=latency_samples)
         self._inference: deque[float] = deque(maxlen=latency_samples)
+        self._model: deque[float] = deque(maxlen=latency_samples)
         self._drops: Counter[str] = Counter()
         self._reported_drops: Counter[str] = Counter()
         self.frames_in = 0
@@ -86,6 +89,7 @@ class FrameStats:
             self._outputs.clear()
             self._latency.clear()
             self._inference.clear()
+            self._model.clear()
             self._drops.clear()
             self._reported_drops.clear()
             self.frames_in = self.frames_out = 0
@@ -96,13 +100,21 @@ class FrameStats:
             self._inputs.append(time.monotonic() if now is None else now)
 
     def frame_out(
-        self, latency_ms: float, inference_ms: float = float("nan"), now: float | None = None
+        self,
+        latency_ms: float,
+        inference_ms: float = float("nan"),
+        now: float | None = None,
+        *,
+        model_ms: float = float("nan"),
     ) -> None:
+        """latency_ms: arrival -> every output published. inference_ms: the network alone.
+        model_ms: image in -> segments out (preprocess + network + postprocess)."""
         with self._lock:
             self.frames_out += 1
             self._outputs.append(time.monotonic() if now is None else now)
             self._latency.append(float(latency_ms))
             self._inference.append(float(inference_ms))
+            self._model.append(float(model_ms))
 
     def drop(self, cause: str) -> None:
         if cause not in DROP_CAUSES:
@@ -124,6 +136,7 @@ class FrameStats:
                     times.popleft()
             latency = np.array(self._latency, dtype=np.float64)
             inference = np.array(self._inference, dtype=np.float64)
+            model = np.array(self._model, dtype=np.float64)
             drops = {cause: self._drops[cause] for cause in DROP_CAUSES}
             recent = {c: n - self._reported_drops[c] for c, n in drops.items()}
             if mark_reported:
@@ -137,6 +150,7 @@ class FrameStats:
                 latency_p95_ms=_percentile(latency, 95),
                 inference_p50_ms=_percentile(inference[np.isfinite(inference)], 50),
                 drops=drops,
+                model_p50_ms=_percentile(model[np.isfinite(model)], 50),
                 recent_drops={c: n for c, n in recent.items() if n},
             )
 
@@ -200,6 +214,7 @@ def make_diagnostics(node_name: str, status: NodeStatus, stats: StatsSnapshot, *
         ("latency_p50_ms", f"{stats.latency_p50_ms:.1f}"),
         ("latency_p95_ms", f"{stats.latency_p95_ms:.1f}"),
         ("inference_p50_ms", f"{stats.inference_p50_ms:.1f}"),
+        ("model_p50_ms", f"{stats.model_p50_ms:.1f}"),
         ("drops_total", str(stats.total_drops)),
         *((f"drops_{cause}", str(n)) for cause, n in stats.drops.items()),
         *((f"problem_{i}", text) for i, (_, text) in enumerate(status.problems)),

@@ -61,9 +61,9 @@ from segmentation_ros.ros.inputs import (
 )
 from segmentation_ros.ros.outputs import (
     OutputContext,
-    build_messages,
     class_info_msg,
     class_table,
+    iter_messages,
 )
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -247,17 +247,22 @@ class SegmentationNode(LifecycleNode):
             return
         try:
             result = pipeline.process(rgb, request, self._frame_settings, camera=self._camera)
-            messages = build_messages(
+            # Each message goes out as soon as it is built, `objects` first.
+            for topic, msg in iter_messages(
                 result, rgb, frame.msg.header, request, context, arrival=frame.arrival
-            )
+            ):
+                self._publishers_out[topic].publish(msg)
         except Exception as error:  # one bad frame must not stop the node
+            if not self.context.ok():
+                raise
             self._count_drop(FrameDropped("inference_error", f"{type(error).__name__}: {error}"))
             return
-        for topic, msg in messages.items():
-            self._publishers_out[topic].publish(msg)
         self._notes = result.notes
+        timings = result.timings
         self._stats.frame_out(
-            (time.monotonic() - frame.arrival) * 1e3, inference_ms=result.timings.inference_ms
+            (time.monotonic() - frame.arrival) * 1e3,
+            inference_ms=timings.inference_ms,
+            model_ms=timings.preprocess_ms + timings.inference_ms + timings.postprocess_ms,
         )
 
     def _request(self) -> OutputRequest:

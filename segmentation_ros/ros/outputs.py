@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import array
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,6 +182,40 @@ def markers_msg(result: FrameResult, header: Header, context: OutputContext):
     )
 
 
+def iter_messages(
+    result: FrameResult,
+    rgb: np.ndarray,
+    header: Header,
+    request: OutputRequest,
+    context: OutputContext,
+    *,
+    arrival: float,
+) -> Iterator[tuple[str, object]]:
+    """(relative topic name, message) for each requested output, built one at a time so that each
+    can be published before the next is built: `objects` first (what planners wait for; its
+    total_ms counts from `arrival`, a time.monotonic() stamp, to now), the overlay last. Parts the
+    result lacks (no camera yet, no drivable classes) are left out; `result.notes` says why."""
+    grid_header = Header(stamp=header.stamp, frame_id=context.grid_frame)
+    if request.objects:
+        msg = objects_msg(result, header, context, total_ms=0.0)
+        msg.total_ms = float((time.monotonic() - arrival) * 1e3)
+        yield "objects", msg
+    if request.markers and result.ground_xy is not None:
+        yield "markers", markers_msg(result, grid_header, context)
+    if request.grid and result.grid is not None:
+        yield "drivable/grid", grid_msg(result, grid_header, context.grid)
+    if request.drivable_mask and result.drivable is not None:
+        yield "drivable/mask", drivable_mask_msg(result, header)
+    if request.instances:
+        yield "instances", instances_msg(result, header)
+    if request.semantic and result.semantic is not None:
+        yield "semantic", semantic_msg(result, header)
+    if request.confidence and result.confidence is not None:
+        yield "confidence", confidence_msg(result, header, context.confidence_encoding)
+    if request.overlay:
+        yield "overlay", overlay_msg(rgb, result, header, context)
+
+
 def build_messages(
     result: FrameResult,
     rgb: np.ndarray,
@@ -190,27 +225,5 @@ def build_messages(
     *,
     arrival: float,
 ) -> dict[str, object]:
-    """The requested messages by relative topic name, `objects` last (its total_ms counts from
-    `arrival`, a time.monotonic() stamp, to now). Parts the result lacks (no camera yet, no
-    drivable classes) are left out; `result.notes` says why."""
-    grid_header = Header(stamp=header.stamp, frame_id=context.grid_frame)
-    messages: dict[str, object] = {}
-    if request.instances:
-        messages["instances"] = instances_msg(result, header)
-    if request.semantic and result.semantic is not None:
-        messages["semantic"] = semantic_msg(result, header)
-    if request.confidence and result.confidence is not None:
-        messages["confidence"] = confidence_msg(result, header, context.confidence_encoding)
-    if request.drivable_mask and result.drivable is not None:
-        messages["drivable/mask"] = drivable_mask_msg(result, header)
-    if request.grid and result.grid is not None:
-        messages["drivable/grid"] = grid_msg(result, grid_header, context.grid)
-    if request.overlay:
-        messages["overlay"] = overlay_msg(rgb, result, header, context)
-    if request.markers and result.ground_xy is not None:
-        messages["markers"] = markers_msg(result, grid_header, context)
-    if request.objects:
-        msg = objects_msg(result, header, context, total_ms=0.0)
-        msg.total_ms = float((time.monotonic() - arrival) * 1e3)
-        messages["objects"] = msg
-    return messages
+    """`iter_messages` as a dict (topic -> message)."""
+    return dict(iter_messages(result, rgb, header, request, context, arrival=arrival))

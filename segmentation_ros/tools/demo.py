@@ -5,7 +5,8 @@
 
 1. starts the segmentation node in its own process (`segmentation_ros.ros.node`, the
    `segmentation_node` console script's code) on a free ROS domain id, discovery limited to this
-   machine, Fast DDS with the shared-memory profile (config/fastdds_shm.xml), the checkpoint and,
+   machine, Fast DDS with the shared-memory profile (config/fastdds_shm.xml), the parameters the
+   launch file gives the default model (config/default.yaml: ONNX Runtime), the checkpoint and,
    for the synthetic world, the camera height and pitch of its first scene;
 2. waits until the node is active (lifecycle GetState), or reports why it is not;
 3. plays N frames (`segmentation_ros.ros.player`: the synthetic world by default, or a rosbag2
@@ -218,8 +219,13 @@ class NodeProcess:
         return self.popen.returncode
 
 
+#: The parameters `ros2 launch segmentation_ros segmentation.launch.py` uses for the default model.
+DEFAULT_PARAMS = REPO / "config" / "default.yaml"
+
+
 def node_ros_args(checkpoint: Path, mounting, extra: list[str]) -> list[str]:
-    args = ["-p", f"checkpoint:={checkpoint}"]
+    args = ["--params-file", str(DEFAULT_PARAMS)] if DEFAULT_PARAMS.is_file() else []
+    args += ["-p", f"checkpoint:={checkpoint}"]
     if mounting is not None:
         args += ["-p", f"camera_height:={mounting.camera_height:.6f}"]
         args += ["-p", f"camera_pitch:={mounting.camera_pitch:.6f}"]

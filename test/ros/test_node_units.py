@@ -115,7 +115,7 @@ def test_frame_stats_and_diagnostics():
     for t in range(5):
         stats.frame_in(now=100.0 + t)
     for latency in (10.0, 20.0, 30.0):
-        stats.frame_out(latency, inference_ms=5.0, now=104.0)
+        stats.frame_out(latency, inference_ms=5.0, now=104.0, model_ms=latency / 2)
     stats.drop("stale")
     stats.drop("stale")
     with pytest.raises(ValueError, match="unknown drop cause"):
@@ -123,7 +123,7 @@ def test_frame_stats_and_diagnostics():
     snap = stats.snapshot(now=104.0, mark_reported=True)
     assert snap.frames_in == 5 and snap.frames_out == 3
     assert snap.input_rate == pytest.approx(5 / 4)
-    assert snap.latency_p50_ms == pytest.approx(20.0)
+    assert snap.latency_p50_ms == pytest.approx(20.0) and snap.model_p50_ms == 10.0
     assert snap.drops["stale"] == 2 and snap.recent_drops == {"stale": 2}
     assert stats.snapshot(now=104.0).recent_drops == {}
     status = NodeStatus(state="active", model="m", backend="torch")
@@ -131,6 +131,7 @@ def test_frame_stats_and_diagnostics():
     assert msg.status[0].level == bytes([WARN])
     values = diagnostics_values(msg)
     assert values["drops_stale"] == "2" and values["backend"] == "torch"
+    assert values["model_p50_ms"] == "10.0" and values["inference_p50_ms"] == "5.0"
     assert {f"drops_{c}" for c in DROP_CAUSES} <= set(values)
     failed = NodeStatus(state="unconfigured", problems=[(ERROR, "configure failed: no file")])
     msg = make_diagnostics("/seg", failed, stats.snapshot(now=104.0))
@@ -184,7 +185,7 @@ def test_build_messages_every_topic():
     msgs = build_messages(
         _result(), rgb, header, OutputRequest.all(), context, arrival=time.monotonic()
     )
-    assert list(msgs)[-1] == "objects"
+    assert list(msgs)[0] == "objects" and list(msgs)[-1] == "overlay"  # planners first
     assert set(msgs) == {
         "objects", "instances", "semantic", "confidence", "drivable/mask", "drivable/grid",
         "overlay", "markers",
@@ -212,13 +213,27 @@ def test_build_messages_every_topic():
     assert markers[2].text == "person 0.90"
 
 
+@pytest.mark.parametrize("num_segments", [1, 40, 254, 300])
+def test_overlay_tint_matches_a_float_blend(num_segments):
+    """The 8-bit table path (< 255 segments) and the gather path agree with a float blend."""
+    rng = np.random.default_rng(num_segments)
+    rgb = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    id_map = rng.integers(0, num_segments + 1, (48, 64)).astype(np.int32)
+    colors = rng.integers(0, 256, (num_segments, 3), dtype=np.uint8)
+    out = draw_overlay(rgb, id_map, colors, boxes=np.zeros((0, 4)), labels=[], alpha=0.3)
+    lut = np.concatenate([np.zeros((1, 3)), colors]).astype(np.float64)
+    blend = np.where((id_map > 0)[..., None], rgb * 0.7 + lut[id_map] * 0.3, rgb)
+    assert np.abs(out.astype(np.float64) - blend).max() <= 0.5 + 1e-6
+
+
 def test_overlay_tints_segments_and_keeps_the_rest():
     rgb = np.full((20, 30, 3), 50, np.uint8)
     id_map = np.zeros((20, 30), np.int32)
     id_map[5:10, 5:10] = 1
     colors = np.array([[255, 0, 0]], np.uint8)
     out = draw_overlay(rgb, id_map, colors, boxes=np.zeros((0, 4)), labels=[], alpha=0.5)
-    assert tuple(out[7, 7]) == (153, 25, 25) and tuple(out[0, 0]) == (50, 50, 50)
+    # 152.5 and 25 (OpenCV rounds halves to even)
+    assert tuple(out[7, 7]) == (152, 25, 25) and tuple(out[0, 0]) == (50, 50, 50)
     assert out is not rgb and (rgb == 50).all()
     palette = class_palette(20)
     assert palette.shape == (20, 3) and len({tuple(c) for c in palette}) == 20
