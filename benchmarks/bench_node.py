@@ -93,7 +93,7 @@ def start_node(args, checkpoint: str, env: dict[str, str], temp: Path) -> subpro
     if args.model:
         command += ["-p", f"model:={args.model}"]
     if args.backend == "onnxruntime":  # exported on configure, into the temporary folder
-        command += ["-p", f"onnx_path:={temp / 'model.onnx'}"]
+        command += ["-p", f"engine_cache_dir:={temp}"]
     if args.input_size:
         h, w = (int(v) for v in args.input_size.lower().split("x"))
         command += ["-p", f"input_height:={h}", "-p", f"input_width:={w}"]

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,6 +22,7 @@ from segmentation_ros.models import build_model
 from segmentation_ros.models.preprocess import preprocess
 from segmentation_ros.postprocess import YolactPostprocessParams, postprocess_yolact
 from segmentation_ros.runtime.backends import build_backend
+from segmentation_ros.runtime.cache import ArtifactCache
 
 
 def timed(fn, repeat):
@@ -88,9 +88,9 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.models:
             model = make_model(name)
-            onnx_path = Path(tmp) / f"{name}.onnx"
+            cache = ArtifactCache(tmp)
             for kind in ("torch", "onnxruntime"):
-                backend = build_backend(kind, model, onnx_path=onnx_path,
+                backend = build_backend(kind, model, cache=cache,
                                         input_size=model.config.input_size)  # fmt: skip
                 r = stages(model, backend, image, args.repeat)
                 total = sum(r[k] for k in ("preprocess", "network", "nms", "masks", "id_image"))

@@ -28,7 +28,6 @@ subscribes to). Nothing here imports rclpy.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -346,13 +345,20 @@ def _describe(model: nn.Module, config: Any, path: Path) -> LoadedModel:
     return LoadedModel(model, "yolact", config.name, config, config, classes, path)
 
 
-def default_onnx_path(checkpoint: Path, input_size: tuple[int, int]) -> Path:
-    """Where the ONNX export of a checkpoint at an input size is cached."""
-    stat = checkpoint.stat()
-    key = f"{checkpoint.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{input_size}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    cache = Path.home() / ".cache" / "segmentation_ros"
-    return cache / f"{checkpoint.stem}-{input_size[0]}x{input_size[1]}-{digest}.onnx"
+def calibration_batches(spec: str, network_config: Any, input_size, *, count: int = 64):
+    """Up to `count` preprocessed images ([1, 3, H, W] float32 each) of the data set `spec`
+    (`data.datasets.open_dataset` forms), for TensorRT int8 calibration."""
+    from segmentation_ros.data.datasets import open_dataset
+    from segmentation_ros.models.preprocess import preprocess
+
+    dataset = open_dataset(spec)
+    if len(dataset) == 0:
+        raise ValueError(f"calibration data {spec!r} holds no images")
+    step = max(1, len(dataset) // count)
+    return [
+        preprocess(dataset[i].image, network_config, input_size=input_size)
+        for i in range(0, len(dataset), step)[:count]
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,10 +368,13 @@ def default_onnx_path(checkpoint: Path, input_size: tuple[int, int]) -> Path:
 class SegmentationPipeline:
     """Runs one model on frames. Not thread-safe: use one instance per worker thread.
 
-    loaded: the model (see `load_model`). backend: "torch", "onnxruntime" or "tensorrt".
-    device: torch device of the model and the postprocess. input_size: (H, W) network input;
-    None: the model's own. onnx_path: ONNX file for onnxruntime (exported when missing; default
-    in ~/.cache/segmentation_ros).
+    loaded: the model (see `load_model`). backend: one of `runtime.backends.BACKENDS`, at
+    `precision`. device: torch device of the model and the postprocess. input_size: (H, W)
+    network input; None: the model's own. engine_path: a prebuilt ONNX file / TensorRT engine;
+    default: the artifact cache in `engine_cache_dir` (~/.cache/segmentation_ros/engines), where a
+    missing or stale one is built unless `allow_build` is False. calibration_data: a data set spec
+    for int8 calibration. warm_up: run the backend twice on zeros before the first frame
+    (compiles torch_compile, lets GPUs allocate).
     """
 
     def __init__(
@@ -373,13 +382,19 @@ class SegmentationPipeline:
         loaded: LoadedModel,
         *,
         backend: str = "torch",
+        precision: str = "fp32",
         device: str = "cpu",
         input_size: tuple[int, int] | None = None,
-        onnx_path: str | Path | None = None,
+        engine_path: str | Path | None = None,
+        engine_cache_dir: str | Path | None = None,
+        allow_build: bool = True,
+        calibration_data: str = "",
+        warm_up: bool = False,
     ) -> None:
         from segmentation_ros.models.config import with_input_size
         from segmentation_ros.models.priors import make_priors
-        from segmentation_ros.runtime.backends import build_backend
+        from segmentation_ros.runtime import backends
+        from segmentation_ros.runtime.cache import ArtifactCache
 
         self.loaded = loaded
         self.device = torch.device(device)
@@ -394,38 +409,39 @@ class SegmentationPipeline:
             detector = loaded.model.yolact if loaded.kind == "panoptic_yolact" else loaded.model
             # YOLACT++ re-scoring runs in torch after any backend (not in exported graphs).
             self._mask_iou_head = detector.to(self.device).mask_iou_head
-        if backend == "onnxruntime" and not onnx_path:
-            onnx_path = default_onnx_path(loaded.checkpoint, self.input_size)
         self.backend_name = backend
-        self.backend = build_backend(
+        self.precision = precision
+        backends.check_precision(backend, precision, str(self.device))
+        calibration = None
+        if precision == "int8":
+            if not calibration_data:
+                raise ValueError("precision int8 needs calibration_data (a data set of images)")
+            calibration = calibration_batches(calibration_data, config, self.input_size)
+        self.backend = backends.build_backend(
             backend,
             loaded.model,
-            onnx_path=onnx_path,
+            precision=precision,
             device=str(self.device),
             input_size=self.input_size,
+            artifact_path=engine_path or None,
+            cache=ArtifactCache(engine_cache_dir or None),
+            allow_build=allow_build,
+            calibration=calibration,
         )
+        #: How the ONNX file / engine was obtained ("loaded" / "built" and why), or None.
+        self.artifact = backends.artifact_of(self.backend)
+        if warm_up:
+            backends.warm_up(self.backend, self.input_size, device=str(self.device))
         self._projectors = ProjectorCache(stride=2)
         self._drivability: dict[tuple[str, ...], DrivabilityTable | str] = {}
 
     @classmethod
     def from_checkpoint(
-        cls,
-        checkpoint: str | Path | None,
-        *,
-        model_name: str = "",
-        backend: str = "torch",
-        device: str = "cpu",
-        input_size: tuple[int, int] | None = None,
-        onnx_path: str | Path | None = None,
+        cls, checkpoint: str | Path | None, *, model_name: str = "", **options: Any
     ) -> SegmentationPipeline:
-        """`load_model` + the pipeline; errors as `load_model` and `build_backend`."""
-        return cls(
-            load_model(checkpoint, model_name),
-            backend=backend,
-            device=device,
-            input_size=input_size,
-            onnx_path=onnx_path,
-        )
+        """`load_model` + the pipeline (`options`: the constructor's keywords); errors as
+        `load_model` and `runtime.backends.build_backend`."""
+        return cls(load_model(checkpoint, model_name), **options)
 
     @property
     def classes(self) -> ClassMeta:
@@ -810,7 +826,7 @@ __all__ = [
     "SegmentationPipeline",
     "Segments",
     "Timings",
-    "default_onnx_path",
+    "calibration_batches",
     "load_model",
     "pixels_to_ground",
     "resolve_checkpoint",

@@ -90,7 +90,7 @@ def assemble_masks_reference(
     last bit (measured: <= 2e-6 in a logit). Sigmoid and crop are then exact equivalents.
     """
     height, width, k = proto.shape
-    masks = torch.mm(coef, proto.reshape(height * width, k).t()).view(-1, height, width)
+    masks = torch.mm(coef, proto.reshape(height * width, k).t()).view(coef.shape[0], height, width)
     masks = masks.sigmoid_()
     if boxes is not None:
         row_in, col_in = crop_windows(boxes, height, width, padding)

@@ -147,7 +147,8 @@ class SegmentationNode(LifecycleNode):
         self._restart_diagnostics_timer(settings.diagnostics_period)
         self.get_logger().info(
             f"configured: model {pipeline.model_name} ({len(pipeline.classes)} classes), backend "
-            f"{pipeline.backend_name}, input {pipeline.input_size[1]}x{pipeline.input_size[0]}, "
+            f"{pipeline.backend_name} {pipeline.precision}, "
+            f"input {pipeline.input_size[1]}x{pipeline.input_size[0]}, "
             f"outputs {', '.join(settings.enabled_outputs()) or 'none'}"
         )
         self._state = "inactive"
@@ -363,10 +364,21 @@ class SegmentationNode(LifecycleNode):
             settings.checkpoint or None,
             model_name=settings.model,
             backend=settings.backend,
+            precision=settings.precision,
             device=settings.device,
             input_size=settings.input_size,
-            onnx_path=settings.onnx_path or None,
+            engine_path=settings.engine_path or None,
+            engine_cache_dir=settings.engine_cache_dir or None,
+            allow_build=settings.build_engine,
+            calibration_data=settings.calibration_data,
+            warm_up=True,  # before activate: the first camera frame must not be the slow one
         )
+        if pipeline.artifact is not None:
+            artifact = pipeline.artifact
+            why = f" ({artifact.reason})" if artifact.reason else ""
+            self.get_logger().info(
+                f"{settings.backend} artifact {artifact.status}{why}: {artifact.path}"
+            )
         if settings.class_filter:
             pipeline.classes.ids_of(settings.class_filter)
         return pipeline

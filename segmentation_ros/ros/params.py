@@ -20,7 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
+BACKENDS = ("torch", "torch_compile", "onnxruntime", "tensorrt")  # runtime.backends.BACKENDS
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # runtime.backends.PRECISIONS
 IMAGE_TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 CONFIDENCE_ENCODINGS = ("mono8", "32FC1")
@@ -90,12 +91,41 @@ _SPECS = (
         "path of the weights: our checkpoint (.pt, carries its config) or official YOLACT .pth; "
         "empty: the embedded default model segmentation_ros/weights/default.pt",
     ),
-    ParamSpec("backend", "torch", "inference backend", choices=BACKENDS),
     ParamSpec(
-        "onnx_path",
+        "backend",
+        "torch",
+        "inference backend: torch (eager), torch_compile (inductor; CUDA graphs on GPU), "
+        "onnxruntime, tensorrt (GPU with TensorRT)",
+        choices=BACKENDS,
+    ),
+    ParamSpec(
+        "precision",
+        "fp32",
+        "inference precision; which backend supports which: segmentation_ros/runtime/backends.py "
+        "(int8 needs tensorrt and `calibration_data`)",
+        choices=PRECISIONS,
+    ),
+    ParamSpec(
+        "engine_path",
         "",
-        "ONNX file for the onnxruntime backend, exported there on configure when missing; "
-        "empty: <checkpoint>.<input size>.onnx in ~/.cache/segmentation_ros",
+        "prebuilt ONNX file (onnxruntime) or TensorRT engine (segmentation-ros-compile), checked "
+        "against its manifest; empty: the engine cache",
+    ),
+    ParamSpec(
+        "engine_cache_dir",
+        "",
+        "where ONNX files and engines are cached; empty: ~/.cache/segmentation_ros/engines",
+    ),
+    ParamSpec(
+        "build_engine",
+        True,
+        "build a missing or stale ONNX file / engine on configure; false: fail configure instead "
+        "(robots: build ahead of time with segmentation-ros-compile)",
+    ),
+    ParamSpec(
+        "calibration_data",
+        "",
+        "images for int8 calibration (synthetic:DIR, coco-panoptic:..., as the tools take)",
     ),
     ParamSpec("device", "cpu", "torch device of the model: cpu, cuda, cuda:1, ..."),
     ParamSpec(
@@ -238,7 +268,11 @@ class NodeSettings:
     model: str
     checkpoint: str
     backend: str
-    onnx_path: str
+    precision: str
+    engine_path: str
+    engine_cache_dir: str
+    build_engine: bool
+    calibration_data: str
     device: str
     num_threads: int
     input_width: int

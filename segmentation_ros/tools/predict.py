@@ -22,6 +22,7 @@ from segmentation_ros.models.checkpoint import CheckpointError, load_for_inferen
 from segmentation_ros.models.preprocess import preprocess
 from segmentation_ros.postprocess import YolactPostprocessParams, postprocess_yolact
 from segmentation_ros.runtime.backends import BackendUnavailable, build_backend
+from segmentation_ros.runtime.cache import ArtifactCacheError
 from segmentation_ros.structures import Instances
 
 
@@ -35,7 +36,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-detections", type=int, default=None)
     parser.add_argument("--nms", choices=("fast", "cross_class"), default="fast")
     parser.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
-    parser.add_argument("--onnx", type=Path, help="ONNX file for onnxruntime (exported if missing)")
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        help="ONNX file for onnxruntime (exported there when missing; default: the cache)",
+    )
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0 = default)")
     parser.add_argument("--output-dir", type=Path, required=True)
     parser.add_argument("images", nargs="+", type=Path)
@@ -81,11 +86,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_detections is not None:
             overrides["max_detections"] = args.max_detections
         params = YolactPostprocessParams.from_config(config.postprocess, **overrides)
-        onnx_path = args.onnx or args.output_dir / f"{config.name}.onnx"
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        backend = build_backend(args.backend, model, onnx_path=onnx_path,
+        backend = build_backend(args.backend, model, artifact_path=args.onnx,
                                 input_size=config.input_size)  # fmt: skip
-    except (CheckpointError, FileNotFoundError, ValueError, BackendUnavailable) as error:
+    except (
+        CheckpointError,
+        FileNotFoundError,
+        ValueError,
+        BackendUnavailable,
+        ArtifactCacheError,
+    ) as error:
         print(f"segmentation-ros-predict: {error}", file=sys.stderr)
         return 2
     failures = 0

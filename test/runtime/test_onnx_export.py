@@ -59,8 +59,8 @@ def test_build_backend_errors(tmp_path):
         build_backend("tensorrt", model)
     with pytest.raises(ValueError, match="unknown backend"):
         build_backend("tflite", model)
-    with pytest.raises(FileNotFoundError):
-        build_backend("onnxruntime", model, onnx_path=tmp_path / "missing.onnx")
+    with pytest.raises(ValueError, match="input_size"):
+        build_backend("onnxruntime", model)
     with pytest.raises(ValueError, match="opset"):
         export_onnx(model, tmp_path / "m.onnx", input_size=(64, 64), opset=18)
 

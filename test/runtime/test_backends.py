@@ -1,0 +1,122 @@
+"""Backends share one interface: the same input, the same NamedTuple of float32 outputs,
+whatever the backend and precision; unsupported combinations say what works."""
+
+from typing import NamedTuple
+
+import pytest
+import torch
+from torch import nn
+
+from segmentation_ros.models import build_model
+from segmentation_ros.ros import params
+from segmentation_ros.runtime import backends
+from segmentation_ros.runtime.backends import (
+    BackendUnavailable,
+    build_backend,
+    check_precision,
+    warm_up,
+    weights_sha256,
+)
+
+
+class TinyOutputs(NamedTuple):
+    features: torch.Tensor
+    pooled: torch.Tensor
+
+
+class Tiny(nn.Module):
+    """Two outputs like our networks' NamedTuples, small enough to compile in seconds."""
+
+    output_type = TinyOutputs
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.head = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        y = self.head(self.conv(x).relu())
+        return TinyOutputs(y.sigmoid(), y.mean(dim=(2, 3)))
+
+
+def test_node_parameters_offer_exactly_the_runtime_choices():
+    assert params.BACKENDS == backends.BACKENDS and params.PRECISIONS == backends.PRECISIONS
+
+
+@pytest.mark.parametrize(
+    "kind,precision,device,error",
+    [
+        ("torch", "fp32", "cpu", None),
+        ("torch", "bf16", "cpu", None),
+        ("torch", "fp16", "cuda", None),
+        ("torch_compile", "bf16", "cpu", None),
+        ("tensorrt", "int8", "cuda", None),
+        ("tensorrt", "fp16", "cuda", None),
+        ("onnxruntime", "fp32", "cuda", None),
+        ("torch", "fp16", "cpu", "use bf16 or fp32"),
+        ("torch", "int8", "cpu", "int8 needs the tensorrt backend"),
+        ("onnxruntime", "fp16", "cpu", "fp32 only"),
+        ("onnxruntime", "bf16", "cuda", "fp32 only"),
+        ("tflite", "fp32", "cpu", "unknown backend"),
+        ("torch", "fp8", "cpu", "unknown precision"),
+    ],
+)
+def test_precision_support(kind, precision, device, error):
+    if error is None:
+        check_precision(kind, precision, device)
+    else:
+        with pytest.raises(ValueError, match=error):
+            check_precision(kind, precision, device)
+
+
+def test_bf16_autocast_returns_float32_close_to_fp32():
+    torch.manual_seed(0)
+    model = build_model("yolact_mobilenetv3", input_size=(64, 64)).eval()
+    x = torch.randn(1, 3, 64, 64)
+    reference = build_backend("torch", model).infer(x)
+    bf16 = build_backend("torch", model, precision="bf16").infer(x)
+    assert type(bf16) is type(reference)
+    for a, b in zip(reference, bf16):
+        assert b.dtype == torch.float32 and b.shape == a.shape
+        # bf16 keeps 8 bits of mantissa: agreement to a few percent of the output's range
+        assert (a - b).abs().max() <= 0.05 * a.abs().max() + 0.05
+
+
+def test_torch_compile_matches_eager_and_warms_up():
+    """Real inductor compilation (C++ on the CPU) of a small network."""
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    x = torch.randn(1, 3, 16, 16)
+    compiled = build_backend("torch_compile", model)
+    assert compiled.name == "torch_compile"
+    warm_up(compiled, (16, 16), device="cpu", runs=1)
+    out = compiled.infer(x)
+    expected = build_backend("torch", model).infer(x)
+    assert type(out) is TinyOutputs
+    for a, b in zip(expected, out):
+        torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
+
+
+def test_weights_hash_follows_the_values():
+    torch.manual_seed(0)
+    a, b = Tiny(), Tiny()
+    b.load_state_dict(a.state_dict())
+    assert weights_sha256(a) == weights_sha256(b)
+    with torch.no_grad():
+        b.head.bias[0] += 1e-3
+    assert weights_sha256(a) != weights_sha256(b)
+
+
+def test_tensorrt_is_refused_here_with_what_is_missing():
+    with pytest.raises(BackendUnavailable, match="tensorrt|TensorRT"):
+        build_backend("tensorrt", Tiny(), input_size=(16, 16), device="cuda")
+
+
+def test_onnxruntime_on_cuda_without_the_gpu_package_says_so():
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        pytest.skip("onnxruntime-gpu installed: the GPU tests cover this backend")
+    model = build_model("yolact_mobilenetv3", input_size=(64, 64))
+    with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
+        build_backend("onnxruntime", model, input_size=(64, 64), device="cuda")
