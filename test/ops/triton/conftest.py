@@ -14,4 +14,3 @@ os.environ["TRITON_INTERPRET"] = "1"
 
 if importlib.util.find_spec("triton") is None:
     collect_ignore_glob = ["test_*.py"]
-
