@@ -20,6 +20,7 @@ setup(
             "segmentation-ros-train = segmentation_ros.tools.train:main",
             "segmentation_node = segmentation_ros.ros.node:main",
             "segmentation-ros-demo = segmentation_ros.tools.demo:main",
+            "segmentation-ros-compile = segmentation_ros.tools.compile:main",
         ],
     },
 )

@@ -398,6 +398,15 @@ class SegmentationPipeline:
 
         self.loaded = loaded
         self.device = torch.device(device)
+        if backend == "tensorrt":  # says what is missing: TensorRT, torch-tensorrt, CUDA
+            from segmentation_ros.runtime.tensorrt import require_tensorrt
+
+            require_tensorrt(str(self.device))
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise backends.BackendUnavailable(
+                f"device {device!r}: torch sees no CUDA device here (no GPU, no driver, or a "
+                "CPU-only torch); use device cpu"
+            )
         config = loaded.network_config
         self.input_size = tuple(input_size) if input_size else tuple(config.input_size)
         if self.input_size != tuple(config.input_size):

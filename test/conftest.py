@@ -7,7 +7,8 @@ from pathlib import Path
 # The source tree comes first so that tests see the working copy, not an installed one.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-# Our Triton kernels run in Triton's interpreter on this GPU-less machine (test/ops/triton).
-# Set before anything imports triton: set later (in that folder's conftest), kernels imported
-# in a process where other test modules had already pulled triton in were run half-compiled.
-os.environ["TRITON_INTERPRET"] = "1"
+# Our Triton kernels run in Triton's interpreter on CPU tensors (test/ops/triton). Set before
+# anything imports triton: set later (in that folder's conftest), kernels imported in a process
+# where other test modules had already pulled triton in were run half-compiled. The GPU tests
+# (test/gpu) run compiled kernels in their own invocation: TRITON_INTERPRET=0 pytest test/gpu.
+os.environ.setdefault("TRITON_INTERPRET", "1")

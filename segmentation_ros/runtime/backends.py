@@ -284,6 +284,10 @@ def build_backend(
     device), ArtifactCacheError.
     """
     check_precision(kind, precision, device)
+    if torch.device(device).type == "cuda":  # our ops' Triton kernels serve CUDA tensors
+        from segmentation_ros.ops.triton import register_cuda_kernels
+
+        register_cuda_kernels()
     if kind == "torch":
         return TorchBackend(model.to(device), precision=precision)
     if kind == "torch_compile":

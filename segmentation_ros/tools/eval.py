@@ -2,6 +2,11 @@
 
     segmentation-ros-eval pq --gt-json F --gt-dir D --pred-json F --pred-dir D [--workers N]
     segmentation-ros-eval mask-ap --gt-json F --pred-json F
+    segmentation-ros-eval checkpoint --data SPEC [--checkpoint F] [--backend B]
+    segmentation-ros-eval backend --data SPEC --backend B [--precision P] [--checkpoint F]
+
+`backend` compares a backend at a precision with the torch fp32 reference (box agreement, mask
+IoU, pixel agreement, PQ delta) and exits 1 when one exceeds its tolerance.
 
 `pq` prints the per-category table, the All / Things / Stuff summary (as panopticapi) and, last,
 one JSON line: {"All": {"pq", "sq", "rq", "n"}, "Things": ..., "Stuff": ..., "images": N}.
@@ -135,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_pq(subparsers)
     _add_mask_ap(subparsers)
     _add_checkpoint(subparsers)
+    _add_backend(subparsers)
     return parser
 
 
@@ -185,11 +191,78 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_backend(subparsers) -> None:
+    from segmentation_ros.runtime.backends import BACKENDS, PRECISIONS
+    from segmentation_ros.train.backend_agreement import Tolerances
+
+    t = Tolerances()
+    p = subparsers.add_parser(
+        "backend",
+        help="compare a backend / precision with the torch fp32 reference (exit 1 above a "
+        "tolerance)",
+    )
+    p.add_argument("--checkpoint", default="", help="our checkpoint (empty: the default model)")
+    p.add_argument("--model", default="", help="architecture, for official YOLACT weights")
+    p.add_argument(
+        "--data", required=True, help="data set spec with ground truth, e.g. synthetic:DIR"
+    )
+    p.add_argument("--num", type=int, default=20, help="compare on the first N images")
+    p.add_argument("--backend", choices=BACKENDS, required=True)
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--calibration-data", default="", help="data set for int8 calibration")
+    p.add_argument("--engine-cache-dir", default="", help="default ~/.cache/segmentation_ros")
+    p.add_argument("--score-threshold", type=float, default=0.3)
+    p.add_argument("--min-box-agreement", type=float, default=t.min_box_agreement)
+    p.add_argument("--min-mask-iou", type=float, default=t.min_mask_iou)
+    p.add_argument("--min-pixel-agreement", type=float, default=t.min_pixel_agreement)
+    p.add_argument("--max-pq-drop", type=float, default=t.max_pq_drop, help="PQ points")
+    p.set_defaults(func=_run_backend)
+
+
+def _run_backend(args: argparse.Namespace) -> int:
+    from segmentation_ros.data.datasets import open_dataset
+    from segmentation_ros.pipeline import FrameSettings, SegmentationPipeline, load_model
+    from segmentation_ros.train.backend_agreement import Tolerances, compare_backends
+
+    loaded = load_model(args.checkpoint, args.model)
+    # The candidate first: what it lacks (TensorRT, a GPU) is the message worth reading.
+    candidate = SegmentationPipeline(
+        loaded,
+        backend=args.backend,
+        precision=args.precision,
+        device=args.device,
+        calibration_data=args.calibration_data,
+        engine_cache_dir=args.engine_cache_dir or None,
+    )
+    reference = SegmentationPipeline(loaded, backend="torch", device=args.device)
+    agreement = compare_backends(
+        reference,
+        candidate,
+        open_dataset(args.data),
+        settings=FrameSettings(score_threshold=args.score_threshold),
+        limit=args.num,
+    )
+    tolerances = Tolerances(
+        min_box_agreement=args.min_box_agreement,
+        min_mask_iou=args.min_mask_iou,
+        min_pixel_agreement=args.min_pixel_agreement,
+        max_pq_drop=args.max_pq_drop,
+    )
+    failures = tolerances.check(agreement)
+    print(f"{args.backend} {args.precision} vs torch fp32 on {agreement.num_images} images:")
+    print(json.dumps(agreement.summary()))
+    for line in failures:
+        print(f"FAIL: {line}")
+    print("PASS" if not failures else f"{len(failures)} tolerance(s) exceeded")
+    return 1 if failures else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, RuntimeError) as e:  # BackendUnavailable, ArtifactCacheError
         print(f"segmentation-ros-eval {args.command}: error: {e}", file=sys.stderr)
         return 1
 

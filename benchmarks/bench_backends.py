@@ -1,0 +1,120 @@
+"""Per-stage milliseconds of every backend and precision available here, side by side, through
+the node's pipeline (image in -> segments out), for the default model and YOLACT-R50 at 550.
+
+    source env.sh
+    python benchmarks/bench_backends.py [--models default yolact_resnet50] [--device cuda]
+        [--repeat 20] [--backends torch,torch_compile,onnxruntime,tensorrt]
+
+Stages per 640x480 frame (medians): preprocess (resize + normalise), network (backend.infer),
+postprocess (decode, NMS, masks, panoptic fusion), total (wall clock of the whole frame; on
+CUDA synchronised after each frame, so the network stage may also show in postprocess, where
+the first host read waits for the GPU). Combinations the machine cannot run are listed with the
+reason (e.g. "tensorrt: tensorrt is not installed"). YOLACT-R50 has random weights with the
+class logits biased so that ~100 detections survive (timing, not accuracy). Artifacts (ONNX,
+engines) are built into a temporary cache first; build seconds are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+COMBINATIONS = [
+    ("torch", "fp32"), ("torch", "bf16"), ("torch", "fp16"),
+    ("torch_compile", "fp32"), ("torch_compile", "bf16"), ("torch_compile", "fp16"),
+    ("onnxruntime", "fp32"),
+    ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "int8"),
+]  # fmt: skip
+
+
+def model_checkpoint(name: str, folder: Path) -> str:
+    """'' for the embedded default model; otherwise a random-weight checkpoint file."""
+    if name == "default":
+        return ""
+    from bench_yolact import make_model
+
+    from segmentation_ros.models import save_checkpoint
+
+    path = folder / f"{name}.pt"
+    save_checkpoint(path, make_model(name))
+    return str(path)
+
+
+def measure(pipeline, image: np.ndarray, repeat: int, device: str) -> dict:
+    from segmentation_ros.pipeline import FrameSettings, OutputRequest
+
+    request, settings = OutputRequest(objects=True), FrameSettings(max_detections=100)
+    rows = []
+    for index in range(repeat + 2):
+        start = time.perf_counter()
+        result = pipeline.process(image, request, settings)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        total = (time.perf_counter() - start) * 1e3
+        if index >= 2:  # the first frames allocate, autotune, compile
+            t = result.timings
+            rows.append((t.preprocess_ms, t.inference_ms, t.postprocess_ms, total))
+    pre, net, post, total = np.median(np.array(rows), axis=0)
+    return dict(pre=pre, net=net, post=post, total=total, segments=len(result.segments))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=["default", "yolact_resnet50"])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--backends", default="torch,torch_compile,onnxruntime,tensorrt")
+    parser.add_argument("--calibration-data", default="synthetic-live:32@640x480")
+    args = parser.parse_args(argv)
+
+    from segmentation_ros.pipeline import SegmentationPipeline, load_model
+    from segmentation_ros.runtime.backends import check_precision
+
+    wanted = set(args.backends.split(","))
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    device_name = torch.cuda.get_device_name() if args.device.startswith("cuda") else "CPU"
+    print(f"device: {args.device} ({device_name}), torch threads {torch.get_num_threads()}")
+    header = f"{'model':18s} {'backend':14s} {'prec':5s} " + " ".join(
+        f"{s:>9s}" for s in ("build_s", "preproc", "network", "postproc", "total", "segs")
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.models:
+            print(header)
+            loaded = load_model(model_checkpoint(name, Path(tmp)), "")
+            for kind, precision in COMBINATIONS:
+                if kind not in wanted:
+                    continue
+                label = f"{name:18s} {kind:14s} {precision:5s}"
+                try:
+                    check_precision(kind, precision, args.device)
+                    start = time.perf_counter()
+                    pipeline = SegmentationPipeline(
+                        loaded, backend=kind, precision=precision, device=args.device,
+                        engine_cache_dir=tmp, calibration_data=(
+                            args.calibration_data if precision == "int8" else ""),
+                        warm_up=True,
+                    )  # fmt: skip
+                    build = time.perf_counter() - start
+                    r = measure(pipeline, image, args.repeat, args.device)
+                except Exception as error:  # report and go on with the next combination
+                    print(f"{label} skipped: {type(error).__name__}: {error}"[:300])
+                    continue
+                print(f"{label} {build:9.1f} " + " ".join(
+                    f"{r[k]:9.1f}" for k in ("pre", "net", "post", "total")
+                ) + f" {r['segments']:9d}", flush=True)  # fmt: skip
+                del pipeline
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
