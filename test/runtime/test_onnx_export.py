@@ -6,50 +6,54 @@ import onnx
 import pytest
 import torch
 
-from segmentation_ros.models import PanopticYolactOutputs, YolactOutputs, build_model
+from segmentation_ros.models import PanopticYolactOutputs, build_model
+from segmentation_ros.models.registry import available_models
 from segmentation_ros.runtime.backends import (
     BackendUnavailable,
     OnnxRuntimeBackend,
     TorchBackend,
     build_backend,
+    model_output_type,
 )
 from segmentation_ros.runtime.onnx_export import export_onnx
 
-CASES = [
-    ("yolact_mobilenetv3", (96, 128), YolactOutputs),
-    ("panoptic_yolact_mobilenetv3", (96, 128), PanopticYolactOutputs),
-    ("yolact_plus_resnet50", (256, 256), YolactOutputs),  # DCN -> DeformConv
-]
+# Every registered config, at a small input so that the export stays quick (the graphs are
+# the same at any size; 128 keeps every FPN level at least 1 pixel for the deepest configs).
+SIZES = {"yolact_plus_resnet50": (256, 256)}
+CASES = [(name, SIZES.get(name, (96, 128))) for name in available_models()]
 
 
-@pytest.mark.parametrize("name,size,output_type", CASES, ids=[c[0] for c in CASES])
-def test_export_matches_torch(tmp_path, name, size, output_type):
+@pytest.mark.parametrize("name,size", CASES, ids=[c[0] for c in CASES])
+def test_export_matches_torch(tmp_path, name, size):
     torch.manual_seed(0)
     model = build_model(name, **_input_size_override(name, size)).eval()
-    if "plus" in name:  # make the deformable offsets matter
-        for module in model.modules():
-            if hasattr(module, "conv_offset_mask"):
-                torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.01)
+    deformable = [m for m in model.modules() if hasattr(m, "conv_offset_mask")]
+    for module in deformable:  # make the deformable offsets matter
+        torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.01)
     path = export_onnx(model, tmp_path / f"{name}.onnx", input_size=size)
     node_types = {node.op_type for node in onnx.load(str(path)).graph.node}
-    assert ("DeformConv" in node_types) == ("plus" in name)
+    assert ("DeformConv" in node_types) == bool(deformable)
+    output_type = model_output_type(model)
     x = torch.randn(1, 3, *size)
     eager = TorchBackend(model).infer(x)
     ort = OnnxRuntimeBackend(path, output_type).infer(x)
     assert type(ort) is output_type is type(eager)
     for field, a, b in zip(output_type._fields, eager, ort):
         assert a.shape == b.shape, field
-        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4, rtol=0, err_msg=field)
+        scale = max(1.0, float(a.abs().max()))  # deep random networks: large activations
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-4 * scale, rtol=0, err_msg=field)
 
 
 def _input_size_override(name, size):
+    import dataclasses
+
+    from segmentation_ros.models import get_config
+
+    config = get_config(name)
     if name.startswith("panoptic"):
-        import dataclasses
-
-        from segmentation_ros.models import get_config
-
-        config = get_config(name)
         return {"yolact": dataclasses.replace(config.yolact, input_size=size)}
+    if name.startswith("pcv"):
+        return {"network": dataclasses.replace(config.network, input_size=size)}
     return {"input_size": size}
 
 
