@@ -36,7 +36,8 @@ with no graph break. Two facts read in that generator's source decide the detail
   node's tensor arguments first, then the attributes positionally. Our op has `Tensor? bias` and
   `int[]` stride/padding/dilation, so the graph is rewritten (`to_plugin_ops`) to
   `segros::modulated_deform_conv2d_trt`, a flat adapter op (tensors first, bias always present,
-  one int per attribute, each with a default) whose implementation calls our op;
+  one int per attribute, each with a default) whose implementation calls our op (both in
+  ops/deform_conv_tensorrt.py, beside the op);
 - it derives output shapes by running the fake kernel on placeholder tensors whose every
   dimension is 5, so our op's fake kernel, which checks that offset and mask match the kernel
   size, would reject them. The adapter's fake kernel reads the output size off the offset
@@ -77,7 +78,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from segmentation_ros.ops import deform_conv as _deform_conv  # noqa: F401  (registers the op)
+from segmentation_ros.ops.deform_conv_tensorrt import custom_ops_in_graph, to_plugin_ops
 from segmentation_ros.runtime.backends import BackendUnavailable, model_output_type
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -372,136 +373,6 @@ def _export(
         dynamic_shapes = ({0: torch.export.Dim("batch", min=low, max=high)},)
     example = torch.zeros(batch, 3, *input_size, device=device)
     return torch.export.export(model, (example,), dynamic_shapes=dynamic_shapes, strict=False)
-
-
-def custom_ops_in_graph(exported: torch.export.ExportedProgram | torch.fx.GraphModule) -> set[str]:
-    """Names ("segros::name") of our custom ops called in a graph, subgraphs included."""
-    graph_module = getattr(exported, "graph_module", exported)
-    names = set()
-    for module in graph_module.modules():
-        if not isinstance(module, torch.fx.GraphModule):
-            continue
-        for node in module.graph.nodes:
-            target = node.target
-            if node.op == "call_function" and isinstance(target, torch._ops.OpOverload):
-                if target.namespace == "segros":
-                    names.add(target._schema.name)
-    return names
-
-
-@torch.library.custom_op("segros::modulated_deform_conv2d_trt", mutates_args=())
-def _modulated_deform_conv2d_trt(
-    input: Tensor,
-    offset: Tensor,
-    mask: Tensor,
-    weight: Tensor,
-    bias: Tensor,
-    stride_h: int = 1,
-    stride_w: int = 1,
-    pad_h: int = 0,
-    pad_w: int = 0,
-    dilation_h: int = 1,
-    dilation_w: int = 1,
-    groups: int = 1,
-    deformable_groups: int = 1,
-) -> Tensor:
-    """`segros::modulated_deform_conv2d` with a flat signature Torch-TensorRT's plugin
-    generator can map (see the module docstring): tensors first, bias always present, one int
-    per attribute. Calls our op, so it runs its kernels (Triton on CUDA)."""
-    return torch.ops.segros.modulated_deform_conv2d(
-        input,
-        offset,
-        mask,
-        weight,
-        bias,
-        [stride_h, stride_w],
-        [pad_h, pad_w],
-        [dilation_h, dilation_w],
-        groups,
-        deformable_groups,
-    )
-
-
-@_modulated_deform_conv2d_trt.register_fake
-def _(input, offset, mask, weight, bias, *attributes):
-    # No consistency checks: generate_plugin runs this on placeholder tensors whose dimensions
-    # are all 5. The real op checked the shapes when the model was exported.
-    torch._check(
-        input.dim() == 4 and offset.dim() == 4 and weight.dim() == 4,
-        lambda: "input, offset and weight must be 4-D",
-    )
-    return input.new_empty(input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])
-
-
-def _bound_arguments(schema, node: torch.fx.Node) -> dict:
-    """{argument name: value} of a call_function node, defaults filled in from the schema."""
-    values = {}
-    for index, argument in enumerate(schema.arguments):
-        if index < len(node.args):
-            values[argument.name] = node.args[index]
-        elif argument.name in node.kwargs:
-            values[argument.name] = node.kwargs[argument.name]
-        else:
-            assert argument.has_default_value(), argument.name
-            values[argument.name] = argument.default_value
-    return values
-
-
-def to_plugin_ops(exported: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """Rewrite, in place, each `segros::modulated_deform_conv2d` call of an exported graph to
-    `segros::modulated_deform_conv2d_trt` (a missing bias becomes zeros of the weight's dtype
-    and device) and return the program. The program computes the same outputs; its other nodes
-    are untouched. All arguments are passed positionally, as the generated converter reads them.
-    """
-    graph_module = exported.graph_module
-    graph = graph_module.graph
-    source = torch.ops.segros.modulated_deform_conv2d.default
-    target = torch.ops.segros.modulated_deform_conv2d_trt.default
-    changed = False
-    for node in list(graph.nodes):
-        if node.op != "call_function" or node.target is not source:
-            continue
-        args = _bound_arguments(source._schema, node)
-        weight, bias = args["weight"], args["bias"]
-        with graph.inserting_before(node):
-            if bias is None:
-                weight_value = weight.meta.get("val")
-                out_channels = int(weight_value.shape[0])
-                bias = graph.call_function(
-                    torch.ops.aten.new_zeros.default, (weight, [out_channels])
-                )
-                bias.meta["val"] = weight_value.new_zeros(out_channels)
-            (stride_h, stride_w), (pad_h, pad_w), (dilation_h, dilation_w) = (
-                args["stride"],
-                args["padding"],
-                args["dilation"],
-            )
-            flat = graph.call_function(
-                target,
-                (
-                    args["input"],
-                    args["offset"],
-                    args["mask"],
-                    weight,
-                    bias,
-                    int(stride_h),
-                    int(stride_w),
-                    int(pad_h),
-                    int(pad_w),
-                    int(dilation_h),
-                    int(dilation_w),
-                    int(args["groups"]),
-                    int(args["deformable_groups"]),
-                ),
-            )
-        flat.meta.update(node.meta)
-        node.replace_all_uses_with(flat)
-        graph.erase_node(node)
-        changed = True
-    if changed:
-        graph.lint()
-        graph_module.recompile()
-    return exported
 
 
 # ---------------------------------------------------------------------------------------------

@@ -57,7 +57,7 @@ def test_other_input_size_is_another_artifact(tmp_path, capsys):
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--backend", "tensorrt", "--device", "cuda", "--precision", "fp16"], "tensorrt is not installed"),
+        (["--backend", "tensorrt", "--device", "cuda"], "tensorrt is not installed"),
         (["--backend", "onnxruntime", "--input-size", "240by320"], "HEIGHTxWIDTH"),
         (["--backend", "onnxruntime", "--precision", "fp16"], "fp32 only"),
         (["--backend", "onnxruntime", "--batch-sizes", "1,2,4"], "for tensorrt"),
