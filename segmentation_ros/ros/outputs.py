@@ -214,16 +214,3 @@ def iter_messages(
         yield "confidence", confidence_msg(result, header, context.confidence_encoding)
     if request.overlay:
         yield "overlay", overlay_msg(rgb, result, header, context)
-
-
-def build_messages(
-    result: FrameResult,
-    rgb: np.ndarray,
-    header: Header,
-    request: OutputRequest,
-    context: OutputContext,
-    *,
-    arrival: float,
-) -> dict[str, object]:
-    """`iter_messages` as a dict (topic -> message)."""
-    return dict(iter_messages(result, rgb, header, request, context, arrival=arrival))

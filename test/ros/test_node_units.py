@@ -39,7 +39,7 @@ from segmentation_ros.ros.inputs import (
     decode_image,
 )
 from segmentation_ros.ros.messages import decode_mask_full
-from segmentation_ros.ros.outputs import OutputContext, build_messages, class_table
+from segmentation_ros.ros.outputs import OutputContext, class_table, iter_messages
 from segmentation_ros.ros.visualization import class_palette, draw_overlay
 
 
@@ -171,7 +171,7 @@ def _result(h=6, w=8):
     )
 
 
-def test_build_messages_every_topic():
+def test_messages_of_every_topic_objects_first():
     classes = ClassMeta(("road", "person"), (False, True))
     context = OutputContext(
         table=class_table(classes, "no drivable classes"),
@@ -182,9 +182,8 @@ def test_build_messages_every_topic():
     )
     header = Header(stamp=Time(sec=12, nanosec=34), frame_id="cam")
     rgb = np.full((6, 8, 3), 100, np.uint8)
-    msgs = build_messages(
-        _result(), rgb, header, OutputRequest.all(), context, arrival=time.monotonic()
-    )
+    request = OutputRequest.all()
+    msgs = dict(iter_messages(_result(), rgb, header, request, context, arrival=time.monotonic()))
     assert list(msgs)[0] == "objects" and list(msgs)[-1] == "overlay"  # planners first
     assert set(msgs) == {
         "objects", "instances", "semantic", "confidence", "drivable/mask", "drivable/grid",

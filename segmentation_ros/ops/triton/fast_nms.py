@@ -30,19 +30,13 @@ import triton.language as tl
 from torch import Tensor
 
 from segmentation_ros.ops.fast_nms import _check_fast_nms_inputs
+from segmentation_ros.ops.triton._dtypes import TL_DTYPES
 
 __all__ = ["fast_nms_triton"]
 
 # Columns per program and rows per tile (powers of two; the tile is BLOCK_I x BLOCK_J).
 BLOCK_J = 64
 BLOCK_I = 32
-
-_TL_DTYPES = {
-    torch.float16: tl.float16,
-    torch.bfloat16: tl.bfloat16,
-    torch.float32: tl.float32,
-    torch.float64: tl.float64,
-}
 
 
 @triton.jit
@@ -176,7 +170,7 @@ def fast_nms_triton(
         size,
         *boxes.stride(),
         *scores.stride(),
-        DTYPE=_TL_DTYPES[boxes.dtype],
+        DTYPE=TL_DTYPES[boxes.dtype],
         COMPUTE=compute,
         BLOCK_I=BLOCK_I,
         BLOCK_J=BLOCK_J,

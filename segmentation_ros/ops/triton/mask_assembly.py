@@ -31,6 +31,7 @@ import triton.language as tl
 from torch import Tensor
 
 from segmentation_ros.ops.mask_assembly import _check_assembly_inputs, crop_windows
+from segmentation_ros.ops.triton._dtypes import TL_DTYPES
 
 __all__ = ["assemble_masks_triton"]
 
@@ -38,13 +39,6 @@ __all__ = ["assemble_masks_triton"]
 BLOCK_N = 16
 BLOCK_P = 128
 MAX_BLOCK_K = 64
-
-_TL_DTYPES = {
-    torch.float16: tl.float16,
-    torch.bfloat16: tl.bfloat16,
-    torch.float32: tl.float32,
-    torch.float64: tl.float64,
-}
 
 
 @triton.jit
@@ -151,7 +145,7 @@ def assemble_masks_triton(
         depth,
         *proto.stride(),
         *coef.stride(),
-        DTYPE=_TL_DTYPES[proto.dtype],
+        DTYPE=TL_DTYPES[proto.dtype],
         ACC=tl.float64 if proto.dtype == torch.float64 else tl.float32,
         HAS_CROP=boxes is not None,
         BLOCK_N=BLOCK_N,
