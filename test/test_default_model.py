@@ -16,11 +16,12 @@ from segmentation_ros.pipeline import (
 
 SEEDS = range(777_001, 777_009)
 MIN_AREA = 1500  # pixels at 640x480: objects a robot must not miss
-# Measured on these seeds with the committed model: 9 of 21 large objects (0.43) found with the
-# right class at IoU > 0.5, drivable IoU 0.91 on average. The bounds sit a little below, so a
-# model that regresses fails; the model card says why things are still weak.
-RECALL_MIN = 0.35
-DRIVABLE_IOU_MIN = 0.88
+# Measured on these seeds with the committed model: 10 of 21 large objects (0.48) found with the
+# right class at IoU > 0.5 (0.62 over the 188 large objects of seeds 555000..555099), drivable
+# IoU 0.93 on average. The bounds sit a little below, so a model that regresses fails; the model
+# card says why things are still weak (bicycles are never found).
+RECALL_MIN = 0.4
+DRIVABLE_IOU_MIN = 0.9
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,10 @@ pytestmark = pytest.mark.ros
 NAME = "seg_default_model"
 SEEDS = range(777_101, 777_111)
 MIN_AREA = 1500  # pixels at 640x480: objects a robot must not miss
-RECALL_MIN = 0.5  # measured: see the module docstring of the closing note / README
-DRIVABLE_IOU_MIN = 0.88
+# Measured through the node with the committed model: 12 of 20 large objects (0.6), drivable
+# IoU 0.94. "Most things" holds beyond these seeds: 0.62 of 188 large objects on 555000..555099.
+RECALL_MIN = 0.5
+DRIVABLE_IOU_MIN = 0.9
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 
