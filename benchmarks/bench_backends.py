@@ -50,10 +50,11 @@ def model_checkpoint(name: str, folder: Path) -> str:
     return str(path)
 
 
-def measure(pipeline, image: np.ndarray, repeat: int, device: str) -> dict:
+def measure(pipeline, image: np.ndarray, repeat: int, device: str, threshold: float) -> dict:
     from segmentation_ros.pipeline import FrameSettings, OutputRequest
 
-    request, settings = OutputRequest(objects=True), FrameSettings(max_detections=100)
+    request = OutputRequest(objects=True)
+    settings = FrameSettings(score_threshold=threshold, max_detections=100)
     rows = []
     for index in range(repeat + 2):
         start = time.perf_counter()
@@ -105,7 +106,10 @@ def main(argv=None) -> int:
                         warm_up=True,
                     )  # fmt: skip
                     build = time.perf_counter() - start
-                    r = measure(pipeline, image, args.repeat, args.device)
+                    # The node's threshold for the trained model; a low one for random weights
+                    # (YOLACT-R50 then keeps ~100 detections, as in bench_yolact.py).
+                    threshold = 0.3 if name == "default" else 0.05
+                    r = measure(pipeline, image, args.repeat, args.device, threshold)
                 except Exception as error:  # report and go on with the next combination
                     print(f"{label} skipped: {type(error).__name__}: {error}"[:300])
                     continue

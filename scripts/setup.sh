@@ -48,7 +48,8 @@ if [ ! -f "$venv/.stamp-cmake-paths" ]; then
   py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   np_include=$(numpy_include_outside_tree)
   log "pointing the wheels' CMake files at $py_include and $np_include"
-  grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$venv/share" 2>/dev/null |
+  # (grep finds nothing when the files were rewritten before: not an error)
+  { grep -rlZ --include='*.cmake' '/opt/python/cp311-cp311' "$venv/share" 2>/dev/null || true; } |
     xargs -0 -r sed -i \
       -e "s|/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include|$np_include|g" \
       -e "s|/opt/python/cp311-cp311/include/python3.11|$py_include|g"
