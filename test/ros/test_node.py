@@ -182,8 +182,18 @@ def test_failed_configure_keeps_the_node_up_then_a_good_checkpoint_configures(
     )
     assert "configure failed" in node_process.output()
 
-    (result,) = client.set_params(checkpoint=str(checkpoints["panoptic"]))
-    assert result.successful, result.reason
+    # TensorRT where it cannot run: configure fails and says what is missing.
+    results = client.set_params(
+        checkpoint=str(checkpoints["panoptic"]), backend="tensorrt", device="cuda"
+    )
+    assert all(r.successful for r in results), results
+    assert client.transition(Transition.TRANSITION_CONFIGURE) is False
+    values = client.latest_diagnostics(time.monotonic())
+    assert "configure failed" in values["_message"], values
+    assert "tensorrt is not installed" in values["_message"], values
+
+    results = client.set_params(backend="torch", device="cpu")
+    assert all(r.successful for r in results), results
     assert client.transition(Transition.TRANSITION_CONFIGURE), node_process.output()
     assert client.state() == State.PRIMARY_STATE_INACTIVE
     (result,) = client.set_params(backend="onnxruntime")  # read on configure: refused now
