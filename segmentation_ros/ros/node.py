@@ -4,8 +4,11 @@
         -r camera_info:=/camera/camera_info -p checkpoint:=/path/model.pt
 
 Lifecycle: parameters are declared at start-up (`params.PARAMETERS`) and read on configure,
-which loads the model and builds the backend (a missing or unfitting checkpoint fails the
-transition with the reason in the log and on /diagnostics; the node stays up). Publishers exist
+which loads the model, builds the backend (`backend` x `precision`; an ONNX file or TensorRT
+engine is loaded from `engine_path` or the engine cache, or built unless `build_engine` is
+false) and warms it up, so the first camera frame is not the slow one. A missing or unfitting
+checkpoint, a stale engine with building disabled, or a backend that cannot run here fails the
+transition with the reason in the log and on /diagnostics; the node stays up. Publishers exist
 from configure, subscriptions while active; cleanup frees the model. `autostart` (default true)
 configures and activates at start-up.
 
