@@ -64,6 +64,17 @@ def _max(a, b):
 
 
 @triton.jit
+def _load_boxes(ptr, stride_c, ok, DTYPE: tl.constexpr, COMPUTE: tl.constexpr):
+    """x1, y1, x2, y2 and area (box_iou's operations, rounded as the input dtype) of a block."""
+    x1 = tl.load(ptr, mask=ok, other=0.0).to(COMPUTE)
+    y1 = tl.load(ptr + stride_c, mask=ok, other=0.0).to(COMPUTE)
+    x2 = tl.load(ptr + 2 * stride_c, mask=ok, other=0.0).to(COMPUTE)
+    y2 = tl.load(ptr + 3 * stride_c, mask=ok, other=0.0).to(COMPUTE)
+    width, height = _rounded(x2 - x1, DTYPE, COMPUTE), _rounded(y2 - y1, DTYPE, COMPUTE)
+    return x1, y1, x2, y2, _rounded(width * height, DTYPE, COMPUTE)
+
+
+@triton.jit
 def _fast_nms_kernel(
     boxes_ptr,
     scores_ptr,
@@ -85,13 +96,7 @@ def _fast_nms_kernel(
     j = j_start + tl.arange(0, BLOCK_J)
     j_ok = j < size
     col = boxes_ptr + g * stride_bg + j.to(tl.int64) * stride_bd
-    bx1 = tl.load(col, mask=j_ok, other=0.0).to(COMPUTE)
-    by1 = tl.load(col + stride_bc, mask=j_ok, other=0.0).to(COMPUTE)
-    bx2 = tl.load(col + 2 * stride_bc, mask=j_ok, other=0.0).to(COMPUTE)
-    by2 = tl.load(col + 3 * stride_bc, mask=j_ok, other=0.0).to(COMPUTE)
-    area_b = _rounded(
-        _rounded(bx2 - bx1, DTYPE, COMPUTE) * _rounded(by2 - by1, DTYPE, COMPUTE), DTYPE, COMPUTE
-    )
+    bx1, by1, bx2, by2, area_b = _load_boxes(col, stride_bc, j_ok, DTYPE, COMPUTE)
 
     col_max = tl.zeros([BLOCK_J], dtype=COMPUTE)  # the triu_ zeros
     col_nan = tl.zeros([BLOCK_J], dtype=tl.int32)
@@ -100,15 +105,7 @@ def _fast_nms_kernel(
         i = i_start + tl.arange(0, BLOCK_I)
         i_ok = i < size
         row = boxes_ptr + g * stride_bg + i.to(tl.int64) * stride_bd
-        ax1 = tl.load(row, mask=i_ok, other=0.0).to(COMPUTE)
-        ay1 = tl.load(row + stride_bc, mask=i_ok, other=0.0).to(COMPUTE)
-        ax2 = tl.load(row + 2 * stride_bc, mask=i_ok, other=0.0).to(COMPUTE)
-        ay2 = tl.load(row + 3 * stride_bc, mask=i_ok, other=0.0).to(COMPUTE)
-        area_a = _rounded(
-            _rounded(ax2 - ax1, DTYPE, COMPUTE) * _rounded(ay2 - ay1, DTYPE, COMPUTE),
-            DTYPE,
-            COMPUTE,
-        )
+        ax1, ay1, ax2, ay2, area_a = _load_boxes(row, stride_bc, i_ok, DTYPE, COMPUTE)
         # box_iou, same operations in the same order.
         max_x = _min(ax2[:, None], bx2[None, :])
         max_y = _min(ay2[:, None], by2[None, :])
