@@ -45,6 +45,8 @@ class BackendUnavailable(RuntimeError):
 class Backend(Protocol):
     name: str
     precision: str
+    #: How its ONNX file / engine was obtained (`build_backend` sets it); None for torch.
+    artifact: CacheResult | None
 
     def infer(self, images: torch.Tensor) -> NamedTuple:
         """[B, 3, H, W] float32 -> the model's raw outputs (a NamedTuple of float32 tensors)."""
@@ -80,6 +82,7 @@ class TorchBackend:
     """Eager PyTorch on the model's device; fp16 / bf16 through autocast (weights stay fp32)."""
 
     name = "torch"
+    artifact = None
 
     def __init__(self, model: nn.Module, *, precision: str = "fp32"):
         self.model = model.eval()
@@ -125,6 +128,7 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
     precision = "fp32"
+    artifact: CacheResult | None = None
 
     def __init__(
         self,
@@ -332,14 +336,16 @@ def build_backend(
         validate=lambda path: trt.TensorRTBackend(path.read_bytes(), output_type, device=device),
         allow_build=allow_build,
     )  # fmt: skip
-    backend = trt.TensorRTBackend(result.path.read_bytes(), output_type, device=device)
+    backend = trt.TensorRTBackend(
+        result.path.read_bytes(), output_type, device=device, precision=precision
+    )
     backend.artifact = result
     return backend
 
 
 def artifact_of(backend: Backend) -> CacheResult | None:
     """How the backend's ONNX file / engine was obtained (None for torch backends)."""
-    return getattr(backend, "artifact", None)
+    return getattr(backend, "artifact", None)  # a TensorRTBackend built outside build_backend
 
 
 def warm_up(backend: Backend, input_size: tuple[int, int], *, device: str, runs: int = 2) -> None:

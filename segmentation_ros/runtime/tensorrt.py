@@ -655,6 +655,7 @@ class TensorRTBackend:
     """
 
     name = "tensorrt"
+    artifact = None  # set by `backends.build_backend` (the engine cache's answer)
 
     def __init__(
         self,
@@ -662,7 +663,9 @@ class TensorRTBackend:
         output_type: type[NamedTuple],
         *,
         device: str | torch.device = "cuda",
+        precision: str = "fp32",
     ):
+        self.precision = precision  # what the engine was built for (informational)
         if not isinstance(engine, bytes | bytearray | memoryview):
             raise TypeError(f"engine must be the serialized engine bytes, got {type(engine)}")
         if not hasattr(output_type, "_fields"):
