@@ -398,34 +398,20 @@ class SegmentationPipeline:
 
         self.loaded = loaded
         self.device = torch.device(device)
-        if backend == "tensorrt":  # says what is missing: TensorRT, torch-tensorrt, CUDA
-            from segmentation_ros.runtime.tensorrt import require_tensorrt
-
-            require_tensorrt(str(self.device))
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise backends.BackendUnavailable(
-                f"device {device!r}: torch sees no CUDA device here (no GPU, no driver, or a "
-                "CPU-only torch); use device cpu"
-            )
         config = loaded.network_config
         self.input_size = tuple(input_size) if input_size else tuple(config.input_size)
         if self.input_size != tuple(config.input_size):
             config = with_input_size(config, self.input_size)
         self.network_config = config
-        self.priors = self._mask_iou_head = None
-        if loaded.kind != "pcv":
-            self.priors = make_priors(config, self.input_size, device=self.device)
-            detector = loaded.model.yolact if loaded.kind == "panoptic_yolact" else loaded.model
-            # YOLACT++ re-scoring runs in torch after any backend (not in exported graphs).
-            self._mask_iou_head = detector.to(self.device).mask_iou_head
         self.backend_name = backend
         self.precision = precision
-        backends.check_precision(backend, precision, str(self.device))
         calibration = None
-        if precision == "int8":
+        if precision == "int8" and backend == "tensorrt":
             if not calibration_data:
                 raise ValueError("precision int8 needs calibration_data (a data set of images)")
             calibration = calibration_batches(calibration_data, config, self.input_size)
+        # First: it says what is missing (TensorRT, a CUDA device, a precision) before any
+        # tensor goes to the device.
         self.backend = backends.build_backend(
             backend,
             loaded.model,
@@ -439,6 +425,12 @@ class SegmentationPipeline:
         )
         #: How the ONNX file / engine was obtained ("loaded" / "built" and why), or None.
         self.artifact = backends.artifact_of(self.backend)
+        self.priors = self._mask_iou_head = None
+        if loaded.kind != "pcv":
+            self.priors = make_priors(config, self.input_size, device=self.device)
+            detector = loaded.model.yolact if loaded.kind == "panoptic_yolact" else loaded.model
+            # YOLACT++ re-scoring runs in torch after any backend (not in exported graphs).
+            self._mask_iou_head = detector.to(self.device).mask_iou_head
         if warm_up:
             backends.warm_up(self.backend, self.input_size, device=str(self.device))
         self._projectors = ProjectorCache(stride=2)

@@ -288,18 +288,23 @@ def build_backend(
     device), ArtifactCacheError.
     """
     check_precision(kind, precision, device)
-    if torch.device(device).type == "cuda":  # our ops' Triton kernels serve CUDA tensors
-        from segmentation_ros.ops.triton import register_cuda_kernels
-
-        register_cuda_kernels()
-    if kind == "torch":
-        return TorchBackend(model.to(device), precision=precision)
-    if kind == "torch_compile":
-        return CompiledBackend(model.to(device), precision=precision, device=device)
     if kind == "tensorrt":  # what is missing first: nothing else matters without it
         from segmentation_ros.runtime import tensorrt as trt
 
         trt.require_tensorrt(device)
+    if torch.device(device).type == "cuda":
+        if not torch.cuda.is_available():
+            raise BackendUnavailable(
+                f"device {device!r}: torch sees no CUDA device here (no GPU, no driver, or a "
+                "CPU-only torch); use device cpu"
+            )
+        from segmentation_ros.ops.triton import register_cuda_kernels
+
+        register_cuda_kernels()  # our ops' Triton kernels serve CUDA tensors
+    if kind == "torch":
+        return TorchBackend(model.to(device), precision=precision)
+    if kind == "torch_compile":
+        return CompiledBackend(model.to(device), precision=precision, device=device)
     if input_size is None:
         raise ValueError(f"backend {kind} needs input_size (its artifact has a fixed size)")
     cache = cache or ArtifactCache()

@@ -112,11 +112,19 @@ def test_tensorrt_is_refused_here_with_what_is_missing():
         build_backend("tensorrt", Tiny(), input_size=(16, 16), device="cuda")
 
 
-def test_onnxruntime_on_cuda_without_the_gpu_package_says_so():
+def test_cuda_without_a_device_or_the_gpu_package_says_so(tmp_path):
+    """Here: no CUDA device (and onnxruntime without its CUDA provider); nothing is exported."""
+    from segmentation_ros.runtime.backends import _onnxruntime_providers
+    from segmentation_ros.runtime.cache import ArtifactCache
+
+    model = build_model("yolact_mobilenetv3", input_size=(64, 64))
+    for kind in ("torch", "torch_compile", "onnxruntime"):
+        with pytest.raises(BackendUnavailable, match="no CUDA device"):
+            build_backend(kind, model, input_size=(64, 64), device="cuda",
+                          cache=ArtifactCache(tmp_path))  # fmt: skip
+    assert not list(tmp_path.iterdir())
     import onnxruntime as ort
 
-    if "CUDAExecutionProvider" in ort.get_available_providers():
-        pytest.skip("onnxruntime-gpu installed: the GPU tests cover this backend")
-    model = build_model("yolact_mobilenetv3", input_size=(64, 64))
-    with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
-        build_backend("onnxruntime", model, input_size=(64, 64), device="cuda")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
+            _onnxruntime_providers(torch.device("cuda"))
