@@ -406,9 +406,8 @@ class SegmentationPipeline:
         self.backend_name = backend
         self.precision = precision
         calibration = None
-        if precision == "int8" and backend == "tensorrt":
-            if not calibration_data:
-                raise ValueError("precision int8 needs calibration_data (a data set of images)")
+        # int8 elsewhere, or without calibration data, is refused by build_backend / build_engine.
+        if precision == "int8" and backend == "tensorrt" and calibration_data:
             calibration = calibration_batches(calibration_data, config, self.input_size)
         # First: it says what is missing (TensorRT, a CUDA device, a precision) before any
         # tensor goes to the device.
@@ -424,7 +423,7 @@ class SegmentationPipeline:
             calibration=calibration,
         )
         #: How the ONNX file / engine was obtained ("loaded" / "built" and why), or None.
-        self.artifact = backends.artifact_of(self.backend)
+        self.artifact = self.backend.artifact
         self.priors = self._mask_iou_head = None
         if loaded.kind != "pcv":
             self.priors = make_priors(config, self.input_size, device=self.device)

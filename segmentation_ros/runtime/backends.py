@@ -31,11 +31,11 @@ import torch
 from torch import nn
 
 from segmentation_ros.runtime.cache import ArtifactCache, ArtifactKey, CacheResult
+from segmentation_ros.runtime.onnx_export import MIN_OPSET
 
 BACKENDS = ("torch", "torch_compile", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-ONNX_OPSET = 19
 
 
 class BackendUnavailable(RuntimeError):
@@ -250,7 +250,7 @@ def artifact_key(
         versions.update({k: v or "missing" for k, v in tensorrt_versions().items()})
         device_name, capability = device_facts(device)
     else:  # an ONNX file runs on any device: the exporter and the opset make it
-        versions["onnx_opset"] = str(ONNX_OPSET)
+        versions["onnx_opset"] = str(MIN_OPSET)
         device_name, capability = "any", ""
     return ArtifactKey(
         backend=kind,
@@ -275,6 +275,7 @@ def build_backend(
     cache: ArtifactCache | None = None,
     allow_build: bool = True,
     calibration=None,
+    batch_sizes: tuple[int, int, int] | None = None,
     intra_op_threads: int = 0,
 ) -> Backend:
     """A backend by name (see the module docstring).
@@ -283,7 +284,8 @@ def build_backend(
     artifacts are built for one size). artifact_path: a prebuilt ONNX file / engine to use
     (checked against its manifest); default: `cache` (default ~/.cache/segmentation_ros).
     allow_build: build a missing or stale artifact (else ArtifactCacheError).
-    calibration: preprocessed batches for tensorrt int8.
+    calibration: preprocessed batches for tensorrt int8. batch_sizes: (min, opt, max) of a
+    dynamic-batch TensorRT engine (default: batch 1).
     Raises ValueError (unsupported combination), BackendUnavailable (missing software or
     device), ArtifactCacheError.
     """
@@ -305,6 +307,8 @@ def build_backend(
         return TorchBackend(model.to(device), precision=precision)
     if kind == "torch_compile":
         return CompiledBackend(model.to(device), precision=precision, device=device)
+    if batch_sizes is not None and kind != "tensorrt":
+        raise ValueError(f"batch_sizes is for tensorrt engines; {kind} runs batch 1 artifacts")
     if input_size is None:
         raise ValueError(f"backend {kind} needs input_size (its artifact has a fixed size)")
     cache = cache or ArtifactCache()
@@ -327,13 +331,16 @@ def build_backend(
         )
         backend.artifact = result
         return backend
-    key = artifact_key(kind, model, input_size=input_size, precision=precision, device=device)
+    batch = "-".join(map(str, batch_sizes)) if batch_sizes else "1"
+    key = artifact_key(
+        kind, model, input_size=input_size, precision=precision, device=device, batch=batch
+    )
     result = cache.get_or_build(
         key,
         lambda target: target.write_bytes(
             trt.build_engine(
                 model.to(device), input_size=input_size, precision=precision, device=device,
-                calibration=calibration,
+                batch_sizes=batch_sizes, calibration=calibration,
             )
         ),
         suffix=".engine",
@@ -346,11 +353,6 @@ def build_backend(
     )
     backend.artifact = result
     return backend
-
-
-def artifact_of(backend: Backend) -> CacheResult | None:
-    """How the backend's ONNX file / engine was obtained (None for torch backends)."""
-    return getattr(backend, "artifact", None)  # a TensorRTBackend built outside build_backend
 
 
 def warm_up(backend: Backend, input_size: tuple[int, int], *, device: str, runs: int = 2) -> None:

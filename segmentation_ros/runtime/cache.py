@@ -101,10 +101,12 @@ class ArtifactKey:
 
 @dataclass(frozen=True)
 class CacheResult:
-    """path: the valid artifact. status: "loaded" or "built". reason: why it was (re)built."""
+    """path: the valid artifact for `key`. status: "loaded" or "built". reason: why it was
+    (re)built."""
 
     path: Path
     status: str
+    key: ArtifactKey
     reason: str = ""
 
 
@@ -171,7 +173,7 @@ class ArtifactCache:
             )
         reason = self._problem(artifact, key, validate)
         if reason is None:
-            return CacheResult(artifact, "loaded")
+            return CacheResult(artifact, "loaded", key)
         if not allow_build:
             raise ArtifactCacheError(
                 f"{artifact}: {reason}; building is disabled: build it ahead of time with "
@@ -181,7 +183,7 @@ class ArtifactCache:
         with _locked(artifact):
             # Another process may have built it while we waited for the lock.
             if self._problem(artifact, key, validate) is None:
-                return CacheResult(artifact, "loaded")
+                return CacheResult(artifact, "loaded", key)
             self._build(artifact, key, build)
             if validate is not None:
                 try:
@@ -191,7 +193,7 @@ class ArtifactCache:
                         f"{artifact}: the fresh build does not load: {type(error).__name__}: "
                         f"{error}"
                     ) from error
-        return CacheResult(artifact, "built", reason)
+        return CacheResult(artifact, "built", key, reason)
 
     @staticmethod
     def _problem(artifact: Path, key: ArtifactKey, validate) -> str | None:

@@ -79,17 +79,18 @@ def _batch_sizes(text: str) -> tuple[int, int, int] | None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from segmentation_ros.models.checkpoint import CheckpointError
-    from segmentation_ros.pipeline import SegmentationPipeline, calibration_batches, load_model
+    from segmentation_ros.pipeline import calibration_batches, load_model
     from segmentation_ros.runtime.backends import (
         BackendUnavailable,
         artifact_key,
+        build_backend,
         check_precision,
     )
     from segmentation_ros.runtime.cache import ArtifactCache, ArtifactCacheError, check_artifact
 
     start = time.perf_counter()
     try:
-        check_precision(args.backend, args.precision, args.device)
+        check_precision(args.backend, args.precision, args.device)  # before loading the model
         input_size = _input_size(args.input_size)
         batch_sizes = _batch_sizes(args.batch_sizes)
         if batch_sizes and args.backend != "tensorrt":
@@ -97,49 +98,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded = load_model(args.checkpoint, args.model)
         size = input_size or tuple(loaded.network_config.input_size)
         cache = ArtifactCache(args.cache_dir or None)
-        batch = "-".join(map(str, batch_sizes)) if batch_sizes else "1"
-        if args.backend == "tensorrt":
-            from segmentation_ros.runtime.tensorrt import require_tensorrt
-
-            require_tensorrt(args.device)
-        key = artifact_key(args.backend, loaded.model, input_size=size,
-                           precision=args.precision, device=args.device, batch=batch)  # fmt: skip
-        suffix = ".onnx" if args.backend == "onnxruntime" else ".engine"
-        path = args.out or cache.path_for(key, suffix)
         if args.check:
-            reason = check_artifact(Path(path), key)
+            if args.backend == "tensorrt":  # the key names the GPU and TensorRT's versions
+                from segmentation_ros.runtime.tensorrt import require_tensorrt
+
+                require_tensorrt(args.device)
+            batch = "-".join(map(str, batch_sizes)) if batch_sizes else "1"
+            key = artifact_key(
+                args.backend, loaded.model, input_size=size, precision=args.precision,
+                device=args.device, batch=batch,
+            )  # fmt: skip
+            suffix = ".onnx" if args.backend == "onnxruntime" else ".engine"
+            path = Path(args.out) if args.out else cache.path_for(key, suffix)
+            reason = check_artifact(path, key)
             print(f"{path}: {'valid' if reason is None else reason}")
             return 0 if reason is None else 1
-        if batch_sizes:  # the pipeline builds batch-1 engines; dynamic ones are built here
-            from segmentation_ros.runtime import tensorrt as trt
-
-            calibration = None
-            if args.precision == "int8":
-                calibration = calibration_batches(
-                    args.calibration_data, loaded.network_config, size
-                )
-            result = cache.get_or_build(
-                key,
-                lambda target: target.write_bytes(
-                    trt.build_engine(loaded.model, input_size=size, precision=args.precision,
-                                     device=args.device, batch_sizes=batch_sizes,
-                                     calibration=calibration)
-                ),
-                suffix=suffix,
-                path=args.out or None,
-            )  # fmt: skip
-        else:
-            pipeline = SegmentationPipeline(
-                loaded,
-                backend=args.backend,
-                precision=args.precision,
-                device=args.device,
-                input_size=size,
-                engine_path=args.out or None,
-                engine_cache_dir=args.cache_dir or None,
-                calibration_data=args.calibration_data,
-            )
-            result = pipeline.artifact
+        calibration = None
+        if args.precision == "int8" and args.calibration_data:
+            calibration = calibration_batches(args.calibration_data, loaded.network_config, size)
+        result = build_backend(
+            args.backend,
+            loaded.model,
+            precision=args.precision,
+            device=args.device,
+            input_size=size,
+            artifact_path=args.out or None,
+            cache=cache,
+            calibration=calibration,
+            batch_sizes=batch_sizes,
+        ).artifact
     except (ValueError, FileNotFoundError, CheckpointError, BackendUnavailable) as error:
         print(f"segmentation-ros-compile: {error}", file=sys.stderr)
         return 2
@@ -148,10 +135,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     seconds = time.perf_counter() - start
     why = f" ({result.reason})" if result.reason else ""
-    print(f"key: {json.dumps(key.as_dict())}")
+    print(f"key: {json.dumps(result.key.as_dict())}")
     print(f"{result.status}{why}: {result.path} in {seconds:.1f} s")
     print(json.dumps({"path": str(result.path), "status": result.status, "reason": result.reason,
-                      "seconds": round(seconds, 1), "digest": key.digest}))  # fmt: skip
+                      "seconds": round(seconds, 1), "digest": result.key.digest}))  # fmt: skip
     return 0
 
 

@@ -128,3 +128,8 @@ def test_cuda_without_a_device_or_the_gpu_package_says_so(tmp_path):
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
             _onnxruntime_providers(torch.device("cuda"))
+
+
+def test_dynamic_batch_is_for_tensorrt_engines():
+    with pytest.raises(ValueError, match="batch_sizes is for tensorrt"):
+        build_backend("onnxruntime", Tiny(), input_size=(16, 16), batch_sizes=(1, 2, 4))
