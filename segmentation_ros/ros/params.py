@@ -20,8 +20,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-BACKENDS = ("torch", "torch_compile", "onnxruntime", "tensorrt")  # runtime.backends.BACKENDS
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # runtime.backends.PRECISIONS
+from segmentation_ros.runtime.names import BACKENDS, PRECISIONS
+
 IMAGE_TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 CONFIDENCE_ENCODINGS = ("mono8", "32FC1")

@@ -31,10 +31,9 @@ import torch
 from torch import nn
 
 from segmentation_ros.runtime.cache import ArtifactCache, ArtifactKey, CacheResult
+from segmentation_ros.runtime.names import BACKENDS, PRECISIONS
 from segmentation_ros.runtime.onnx_export import MIN_OPSET
 
-BACKENDS = ("torch", "torch_compile", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 _DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 

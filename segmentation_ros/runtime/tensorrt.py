@@ -80,8 +80,8 @@ from torch import Tensor, nn
 
 from segmentation_ros.ops.deform_conv_tensorrt import custom_ops_in_graph, to_plugin_ops
 from segmentation_ros.runtime.backends import BackendUnavailable, model_output_type
+from segmentation_ros.runtime.names import PRECISIONS
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 MIN_TENSORRT = (10, 7)  # Quick Deployable Plugins (tensorrt.plugin)
 MIN_TORCH_TENSORRT = (2, 14)  # the release matching torch 2.14, whose documented API this uses
 INPUT_NAME = "images"  # as the ONNX export

@@ -26,7 +26,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from segmentation_ros.runtime.backends import PRECISIONS
+from segmentation_ros.runtime.names import PRECISIONS
 
 
 def build_parser() -> argparse.ArgumentParser:

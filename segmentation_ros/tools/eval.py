@@ -192,7 +192,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _add_backend(subparsers) -> None:
-    from segmentation_ros.runtime.backends import BACKENDS, PRECISIONS
+    from segmentation_ros.runtime.names import BACKENDS, PRECISIONS
     from segmentation_ros.train.backend_agreement import Tolerances
 
     t = Tolerances()

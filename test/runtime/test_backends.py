@@ -1,6 +1,8 @@
 """Backends share one interface: the same input, the same NamedTuple of float32 outputs,
 whatever the backend and precision; unsupported combinations say what works."""
 
+import subprocess
+import sys
 from typing import NamedTuple
 
 import pytest
@@ -41,6 +43,15 @@ class Tiny(nn.Module):
 
 def test_node_parameters_offer_exactly_the_runtime_choices():
     assert params.BACKENDS == backends.BACKENDS and params.PRECISIONS == backends.PRECISIONS
+
+
+def test_backend_names_and_node_parameters_import_without_torch():
+    code = (
+        "import sys, segmentation_ros.runtime.names, segmentation_ros.ros.params; "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(
