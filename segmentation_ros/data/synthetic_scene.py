@@ -10,15 +10,11 @@ import numpy as np
 
 from segmentation_ros.data.classes import SYNTHETIC_CLASSES, ClassTable
 from segmentation_ros.data.synthetic_camera import SceneCamera
+from segmentation_ros.data.synthetic_catalogue import DRAW
+from segmentation_ros.data.synthetic_layouts import LAYOUTS, OBJECT_STUFF
 from segmentation_ros.data.synthetic_render import TEX_SKY, Canvas
-from segmentation_ros.data.synthetic_shapes import DRAW
 from segmentation_ros.data.synthetic_texture import shade
-from segmentation_ros.data.synthetic_world import (
-    LAYOUTS,
-    OBJECT_STUFF,
-    random_camera,
-    stuff_label,
-)
+from segmentation_ros.data.synthetic_world import random_camera, stuff_label
 
 #: Segments with fewer pixels than this (after occlusion) are dropped: their pixels become void.
 MIN_AREA = 20

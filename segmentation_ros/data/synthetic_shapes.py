@@ -1,4 +1,5 @@
-"""Objects of the synthetic world, built from 3D polygons and strokes in base_link metres.
+"""Objects of the synthetic world: the parts they are built from and the moving objects (person,
+car, bicycle); static ones are in `synthetic_props`. 3D polygons and strokes in base_link metres.
 
 Each object stands on the ground plane z = 0 at (x, y) and draws itself into a `Canvas` as parts
 that all carry the object's raw label. Flat objects (person, cone body, tree crown) are billboards:
@@ -15,14 +16,13 @@ import numpy as np
 
 from segmentation_ros.data.synthetic_render import (
     TEX_FLAT,
-    TEX_FOLIAGE,
     Canvas,
     circle,
 )
 
 # hexahedron faces (vertex indices 0-3 bottom ccw seen from above, 4-7 the top above them)
 _FACES = ((0, 3, 2, 1), (4, 5, 6, 7), (0, 1, 5, 4), (1, 2, 6, 5), (2, 3, 7, 6), (3, 0, 4, 7))
-_UP = np.array([0.0, 0.0, 1.0])
+UP = np.array([0.0, 0.0, 1.0])
 
 
 @dataclass(frozen=True)
@@ -59,19 +59,19 @@ class Thing:
         return math.hypot(self.x, self.y)
 
 
-def _billboard(x: float, y: float):
+def billboard(x: float, y: float):
     """(origin, right) of a camera-facing vertical plane through ground point (x, y)."""
     n = math.hypot(x, y)
     right = np.array([y / n, -x / n, 0.0])
     return np.array([x, y, 0.0]), right
 
 
-def _bb_points(origin, right, sz: np.ndarray) -> np.ndarray:
+def bb_points(origin, right, sz: np.ndarray) -> np.ndarray:
     """[N, 2] (s, z) billboard coordinates -> [N, 3] base_link."""
-    return origin + sz[:, :1] * right + sz[:, 1:2] * _UP
+    return origin + sz[:, :1] * right + sz[:, 1:2] * UP
 
 
-def _toward_camera(x: float, y: float) -> np.ndarray:
+def toward_camera(x: float, y: float) -> np.ndarray:
     n = math.hypot(x, y)
     return np.array([-x / n, -y / n, 0.0])
 
@@ -84,7 +84,7 @@ def hexahedron(x, y, yaw, bottom: tuple, top: tuple, z0: float, z1: float) -> np
     out = []
     for (a0, a1, b0, b1), z in ((bottom, z0), (top, z1)):
         for a, b in ((a0, b0), (a1, b0), (a1, b1), (a0, b1)):
-            out.append(o + a * f + b * left + z * _UP)
+            out.append(o + a * f + b * left + z * UP)
     return np.array(out)
 
 
@@ -115,7 +115,7 @@ def draw_hexahedron(canvas, verts, colors, label, light, texture=TEX_FLAT, amp=0
     return drawn
 
 
-def _shrink(p: np.ndarray, k: float) -> np.ndarray:
+def shrink(p: np.ndarray, k: float) -> np.ndarray:
     c = p.mean(0)
     return c + (p - c) * k
 
@@ -125,14 +125,14 @@ def _shrink(p: np.ndarray, k: float) -> np.ndarray:
 
 def draw_person(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
     h = t.params["height"]
-    origin, right = _billboard(t.x, t.y)
-    nrm = _toward_camera(t.x, t.y)
+    origin, right = billboard(t.x, t.y)
+    nrm = toward_camera(t.x, t.y)
     k = light.ambient + light.diffuse * max(0.0, float(np.dot(nrm, light.direction)))
     k = max(k, 0.35)
 
     def poly(sz, color):
         part = canvas.add_part(np.asarray(color) * k, label, TEX_FLAT, 0.05)
-        canvas.polygon(_bb_points(origin, right, np.asarray(sz, dtype=np.float64) * h), part)
+        canvas.polygon(bb_points(origin, right, np.asarray(sz, dtype=np.float64) * h), part)
 
     spread, swing = t.params["spread"], t.params["swing"]
     pants, shirt, skin, hair, shoes = (
@@ -216,11 +216,11 @@ def draw_car(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
 
     def wheels(side: int) -> None:
         for a in (-L / 2 + 0.19 * L, L / 2 - 0.19 * L):
-            c = o + a * f + side * (W / 2 + 0.005) * left + r * _UP
+            c = o + a * f + side * (W / 2 + 0.005) * left + r * UP
             ring = circle(16)
-            tyre = c + r * (ring[:, :1] * f + ring[:, 1:] * _UP)
+            tyre = c + r * (ring[:, :1] * f + ring[:, 1:] * UP)
             canvas.polygon(tyre, canvas.add_part((22, 22, 24), label, TEX_FLAT, 0.03))
-            rim = c + 0.58 * r * (ring[:, :1] * f + ring[:, 1:] * _UP)
+            rim = c + 0.58 * r * (ring[:, :1] * f + ring[:, 1:] * UP)
             canvas.polygon(rim, canvas.add_part(light.shade((150, 150, 155), side * left), label))
 
     near_side = 1 if canvas.facing(o + left * W / 2, left) else -1
@@ -232,7 +232,7 @@ def draw_car(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
     for i, (_, face, n) in cab.items():
         if i in (0, 1):
             continue
-        canvas.polygon(_shrink(face, 0.84), canvas.add_part(light.shade(glass, n), label))
+        canvas.polygon(shrink(face, 0.84), canvas.add_part(light.shade(glass, n), label))
         if i in (2, 4):  # side window: B pillar
             lo, hi = (face[0] + face[1]) / 2, (face[2] + face[3]) / 2
             ax = f * 0.04 * L
@@ -249,7 +249,7 @@ def draw_car(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
             a = (L / 2 + 0.004) * (1 if front else -1)
             q = np.array(
                 [
-                    o + a * f + b * left + z * _UP
+                    o + a * f + b * left + z * UP
                     for b, z in ((b0, zt - 0.1), (b1, zt - 0.1), (b1, zt), (b0, zt))
                 ]
             )
@@ -257,7 +257,7 @@ def draw_car(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
         a = (L / 2 + 0.006) * (1 if front else -1)
         bump = np.array(
             [
-                o + a * f + b * left + z * _UP
+                o + a * f + b * left + z * UP
                 for b, z in (
                     (-W / 2, z_body0),
                     (W / 2, z_body0),
@@ -310,7 +310,7 @@ def draw_bicycle(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
     r, wb = p["wheel_r"], p["wheelbase"]
 
     def pt(a, z, b=0.0):
-        return o + a * f + b * left + z * _UP
+        return o + a * f + b * left + z * UP
 
     rear, front = pt(-wb / 2, r), pt(wb / 2, r)
     bb = pt(-0.06, 0.3)
@@ -320,7 +320,7 @@ def draw_bicycle(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
     tyre = canvas.add_part((20, 20, 20), label, TEX_FLAT, 0.02)
     for c in (rear, front):
         ring = circle(20)
-        pts = c + r * (ring[:, :1] * f + ring[:, 1:] * _UP)
+        pts = c + r * (ring[:, :1] * f + ring[:, 1:] * UP)
         canvas.polyline(pts, 0.05, tyre, closed=True)
         canvas.polyline(np.array([c - 0.04 * f, c + 0.04 * f]), 0.05, tyre)
     w = 0.035
@@ -351,196 +351,3 @@ def bicycle_params(rng: np.random.Generator) -> dict:
 
 
 # ---------------------------------------------------------------- traffic cone
-
-
-def draw_cone(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
-    p = t.params
-    h, base = p["height"], p["base"]
-    plate = hexahedron(
-        t.x,
-        t.y,
-        t.yaw,
-        (-base / 2, base / 2, -base / 2, base / 2),
-        (-base / 2, base / 2, -base / 2, base / 2),
-        0.0,
-        0.03,
-    )
-    draw_hexahedron(canvas, plate, p["color"] * 0.8, label, light)
-    origin, right = _billboard(t.x, t.y)
-    origin = origin - _toward_camera(t.x, t.y) * 0.0
-    r0, r1 = base * 0.36, base * 0.07
-
-    def band(z0, z1, color):
-        w0 = r0 + (r1 - r0) * z0 / h
-        w1 = r0 + (r1 - r0) * z1 / h
-        nrm = _toward_camera(t.x, t.y)
-        for sgn in (-1, 1):
-            side = np.array([[0, z0], [sgn * w0, z0], [sgn * w1, z1], [0, z1]], float)
-            shade = light.shade(color, nrm + 0.7 * sgn * right)
-            part = canvas.add_part(shade, label, TEX_FLAT, 0.03)
-            canvas.polygon(_bb_points(origin, right, side), part)
-
-    band(0.03, h, p["color"])
-    band(0.45 * h, 0.62 * h, (235, 235, 235))
-    if h > 0.6:
-        band(0.72 * h, 0.8 * h, (235, 235, 235))
-
-
-def cone_params(rng: np.random.Generator) -> dict:
-    color = np.array([250, rng.uniform(70, 120), rng.uniform(0, 30)])
-    h = rng.uniform(0.45, 0.8)
-    return {"height": h, "base": h * rng.uniform(0.5, 0.6), "color": color}
-
-
-# ---------------------------------------------------------------- box
-
-
-def draw_box(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
-    p = t.params
-    a, b, h = p["size"]
-    verts = hexahedron(
-        t.x, t.y, t.yaw, (-a / 2, a / 2, -b / 2, b / 2), (-a / 2, a / 2, -b / 2, b / 2), 0.0, h
-    )
-    drawn = draw_hexahedron(canvas, verts, p["color"], label, light, amp=0.06)
-    if p["tape"] and 1 in drawn:
-        f = np.array([math.cos(t.yaw), math.sin(t.yaw), 0.0])
-        left = np.array([-f[1], f[0], 0.0])
-        o = np.array([t.x, t.y, h + 0.002])
-        tw = min(0.05, b / 6)
-        q = np.array(
-            [o + s * a / 2 * f + w * left for s, w in ((-1, -tw), (1, -tw), (1, tw), (-1, tw))]
-        )
-        color = light.shade(np.asarray(p["color"]) * 1.15, _UP)
-        canvas.polygon(q, canvas.add_part(np.clip(color, 0, 255), label))
-
-
-def box_params(rng: np.random.Generator) -> dict:
-    cardboard = rng.random() < 0.7
-    color = (
-        rng.uniform(150, 200) * np.array([1.0, 0.75, 0.48])
-        if cardboard
-        else rng.uniform(30, 220, 3)
-    )
-    s = rng.uniform(0.3, 1.0)
-    return {
-        "size": (s * rng.uniform(0.7, 1.3), s * rng.uniform(0.7, 1.3), s * rng.uniform(0.5, 1.1)),
-        "color": color,
-        "tape": cardboard,
-    }
-
-
-# ---------------------------------------------------------------- vegetation (stuff)
-
-
-def draw_tree(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
-    p = t.params
-    origin, right = _billboard(t.x, t.y)
-    tw, th = p["trunk_w"], p["trunk_h"]
-    trunk = np.array([[-tw / 2, 0], [tw / 2, 0], [tw / 3, th + 0.5], [-tw / 3, th + 0.5]])
-    canvas.polygon(_bb_points(origin, right, trunk), canvas.add_part(p["bark"], label))
-    for (ds, dz, rs, rz), shade in zip(p["blobs"], p["shades"]):
-        pts = circle(18) * (rs, rz) + (ds, th + dz)
-        part = canvas.add_part(np.asarray(p["leaf"]) * shade, label, TEX_FOLIAGE, 0.35)
-        canvas.polygon(_bb_points(origin, right, pts), part)
-
-
-def tree_params(rng: np.random.Generator, scale: float = 1.0) -> dict:
-    cr = rng.uniform(1.2, 2.8) * scale
-    th = rng.uniform(1.5, 4.0) * scale
-    n = int(rng.integers(3, 7))
-    blobs = [
-        (
-            rng.uniform(-0.6, 0.6) * cr,
-            rng.uniform(0.3, 1.4) * cr,
-            cr * rng.uniform(0.6, 1.0),
-            cr * rng.uniform(0.5, 0.9),
-        )
-        for _ in range(n)
-    ]
-    return {
-        "trunk_w": rng.uniform(0.15, 0.4) * scale,
-        "trunk_h": th,
-        "bark": rng.uniform(50, 100) * np.array([1.0, 0.8, 0.6]),
-        "leaf": rng.uniform(60, 120) * np.array([0.55, 1.0, 0.35]),
-        "blobs": blobs,
-        "shades": rng.uniform(0.75, 1.2, n),
-    }
-
-
-def draw_bush(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
-    p = t.params
-    origin, right = _billboard(t.x, t.y)
-    for (ds, rs, rz), shade in zip(p["blobs"], p["shades"]):
-        pts = circle(16) * (rs, rz) + (ds, rz * 0.85)
-        pts[:, 1] = np.maximum(pts[:, 1], 0.0)
-        part = canvas.add_part(np.asarray(p["leaf"]) * shade, label, TEX_FOLIAGE, 0.35)
-        canvas.polygon(_bb_points(origin, right, pts), part)
-
-
-def bush_params(rng: np.random.Generator) -> dict:
-    r = rng.uniform(0.4, 1.1)
-    n = int(rng.integers(2, 4))
-    return {
-        "blobs": [
-            (rng.uniform(-0.7, 0.7) * r, r * rng.uniform(0.6, 1.0), r * rng.uniform(0.5, 0.9))
-            for _ in range(n)
-        ],
-        "leaf": rng.uniform(50, 110) * np.array([0.6, 1.0, 0.35]),
-        "shades": rng.uniform(0.75, 1.2, n),
-    }
-
-
-def draw_pillar(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
-    a = t.params["size"]
-    verts = hexahedron(
-        t.x,
-        t.y,
-        t.yaw,
-        (-a / 2, a / 2, -a / 2, a / 2),
-        (-a / 2, a / 2, -a / 2, a / 2),
-        0.0,
-        t.params["height"],
-    )
-    draw_hexahedron(canvas, verts, t.params["color"], label, light, amp=0.04)
-
-
-def pillar_params(rng: np.random.Generator) -> dict:
-    """Square pillar; `height` is set to the room's ceiling height after placement."""
-    return {
-        "size": rng.uniform(0.3, 0.8),
-        "height": 3.0,
-        "color": rng.uniform(150, 230) * np.array([1.0, 1.0, 0.97]),
-    }
-
-
-DRAW = {
-    "person": draw_person,
-    "car": draw_car,
-    "bicycle": draw_bicycle,
-    "traffic_cone": draw_cone,
-    "box": draw_box,
-    "tree": draw_tree,
-    "bush": draw_bush,
-    "pillar": draw_pillar,
-}
-PARAMS = {
-    "person": person_params,
-    "car": car_params,
-    "bicycle": bicycle_params,
-    "traffic_cone": cone_params,
-    "box": box_params,
-    "tree": tree_params,
-    "bush": bush_params,
-    "pillar": pillar_params,
-}
-#: footprint radius (m) of each kind for placement, from its params
-RADIUS = {
-    "person": lambda p: 0.3,
-    "car": lambda p: 0.5 * math.hypot(p["length"], p["width"]),
-    "bicycle": lambda p: 0.6,
-    "traffic_cone": lambda p: 0.3,
-    "box": lambda p: 0.5 * math.hypot(p["size"][0], p["size"][1]),
-    "tree": lambda p: 0.4,
-    "bush": lambda p: 1.0,
-    "pillar": lambda p: p["size"] * 0.75,
-}

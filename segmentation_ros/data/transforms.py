@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from segmentation_ros.data.datasets import PanopticSample, build_sample
+from segmentation_ros.data.samples import PanopticSample, build_sample
 
 __all__ = [
     "Augmentation",

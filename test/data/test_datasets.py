@@ -8,16 +8,14 @@ import numpy as np
 import pytest
 
 from segmentation_ros.data.datasets import (
-    VOID_LABEL,
     CategoryMapping,
     CityscapesPanopticDataset,
     CocoPanopticDataset,
-    PanopticSample,
     SyntheticPanopticDataset,
     SyntheticSceneDataset,
-    build_sample,
     open_dataset,
 )
+from segmentation_ros.data.samples import VOID_LABEL, PanopticSample, build_sample
 from segmentation_ros.data.synthetic import write_dataset
 from segmentation_ros.panoptic.coco_io import write_id_png
 from segmentation_ros.panoptic.pq import Category, SegmentsInfo

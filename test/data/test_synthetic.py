@@ -22,8 +22,9 @@ from segmentation_ros.data.synthetic import (
     rgb_to_id_map,
     write_dataset,
 )
+from segmentation_ros.data.synthetic_catalogue import DRAW, PARAMS, RADIUS
 from segmentation_ros.data.synthetic_render import Canvas
-from segmentation_ros.data.synthetic_shapes import DRAW, PARAMS, RADIUS, Light, Thing
+from segmentation_ros.data.synthetic_shapes import Light, Thing
 from segmentation_ros.tools.generate import main as generate_main
 
 SMALL = {"width": 160, "height": 120}

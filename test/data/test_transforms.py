@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from segmentation_ros.data.datasets import VOID_LABEL, SyntheticSceneDataset, build_sample
+from segmentation_ros.data.datasets import SyntheticSceneDataset
+from segmentation_ros.data.samples import VOID_LABEL, build_sample
 from segmentation_ros.data.transforms import (
     Compose,
     PhotometricDistort,
