@@ -65,7 +65,8 @@ from segmentation_ros.ros.inputs import (
     stamp_ns,
 )
 from segmentation_ros.ros.output_table import (
-    CLASS_INFO,
+    CLASS_INFO_TOPIC,
+    CLASS_INFO_TYPE,
     OUTPUTS,
     iter_messages,
     output,
@@ -153,7 +154,9 @@ class SegmentationNode(LifecycleNode):
             self._publishers_out[topic] = self.create_lifecycle_publisher(
                 output(topic).msg_type, topic, OUTPUT_QOS
             )
-        self._class_info_pub = self.create_lifecycle_publisher(*CLASS_INFO, LATCHED_QOS)
+        self._class_info_pub = self.create_lifecycle_publisher(
+            CLASS_INFO_TYPE, CLASS_INFO_TOPIC, LATCHED_QOS
+        )
         self._reset_frame_state()
         self._restart_diagnostics_timer(settings.diagnostics_period)
         self.get_logger().info(

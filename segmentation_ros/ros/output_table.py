@@ -11,7 +11,7 @@ To add an output: write its builder in `outputs.py` (a `FrameResult` part -> mes
 field in `OutputRequest`. The parameter, the publisher and the subscriber check follow.
 
 `class_info` (the class table, latched, published on activate and when `drivable_classes`
-changes) is not per frame: `CLASS_INFO` names it.
+changes) is not per frame: `CLASS_INFO_TOPIC` and `CLASS_INFO_TYPE` name it.
 """
 
 from __future__ import annotations
@@ -77,8 +77,12 @@ class Output:
 
     @property
     def type_name(self) -> str:
-        """The message type as rosidl writes it, e.g. sensor_msgs/msg/Image."""
-        return f"{self.msg_type.__module__.split('.')[0]}/msg/{self.msg_type.__name__}"
+        return type_name(self.msg_type)
+
+
+def type_name(msg_type: type) -> str:
+    """A message class's type as rosidl writes it, e.g. sensor_msgs/msg/Image."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def _objects(f: Built, header: Header):
@@ -132,8 +136,8 @@ OUTPUTS: tuple[Output, ...] = (
            "rgb8: the image with masks, boxes and labels"),
 )  # fmt: skip
 
-#: The latched class table: topic and type.
-CLASS_INFO = ("class_info", ClassInfoArray)
+#: The latched class table's topic and type.
+CLASS_INFO_TOPIC, CLASS_INFO_TYPE = "class_info", ClassInfoArray
 
 _BY_TOPIC = {output.topic: output for output in OUTPUTS}
 
