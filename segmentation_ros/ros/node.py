@@ -4,13 +4,13 @@
         -r camera_info:=/camera/camera_info -p checkpoint:=/path/model.pt
 
 Lifecycle: parameters are declared at start-up (`params.PARAMETERS`) and read on configure,
-which loads the model, builds the backend (`backend` x `precision`; an ONNX file or TensorRT
-engine is loaded from `engine_path` or the engine cache, or built unless `build_engine` is
-false) and warms it up, so the first camera frame is not the slow one. A missing or unfitting
-checkpoint, a stale engine with building disabled, or a backend that cannot run here fails the
-transition with the reason in the log and on /diagnostics; the node stays up. Publishers exist
-from configure, subscriptions while active; cleanup frees the model. `autostart` (default true)
-configures and activates at start-up.
+which (`node_pipeline`) loads the model, builds the backend (`backend` x `precision`; an ONNX
+file or TensorRT engine is loaded from `engine_path` or the engine cache, or built unless
+`build_engine` is false) and warms it up, so the first camera frame is not the slow one. A
+missing or unfitting checkpoint, a stale engine with building disabled, or a backend that cannot
+run here fails the transition with the reason in the log and on /diagnostics; the node stays
+up. Publishers exist from configure, subscriptions while active; cleanup frees the model.
+`autostart` (default true) configures and activates at start-up.
 
 Data flow per frame: the image callback only admits the message into a one-frame slot
 (`inputs.LatestSlot`: a newer frame replaces an unprocessed one); a worker thread takes the
@@ -64,6 +64,7 @@ from segmentation_ros.ros.inputs import (
     decode_image,
     stamp_ns,
 )
+from segmentation_ros.ros.node_pipeline import build_pipeline, check_against_model
 from segmentation_ros.ros.output_table import (
     CLASS_INFO_TOPIC,
     CLASS_INFO_TYPE,
@@ -142,7 +143,7 @@ class SegmentationNode(LifecycleNode):
         self._problems.pop("configure", None)
         try:
             settings = P.read_settings(self)
-            pipeline = self._build_pipeline(settings)
+            pipeline = build_pipeline(settings, self.get_logger().info)
         except Exception as error:  # a transition reports failure, it never raises
             text = f"configure failed: {error}"
             self.get_logger().error(text)
@@ -306,23 +307,10 @@ class SegmentationNode(LifecycleNode):
                         f"node first (it is {state})"
                     )
             if reason is None and self._pipeline is not None:
-                reason = self._check_against_model(parameter.name, parameter.value)
+                reason = check_against_model(self._pipeline, parameter.name, parameter.value)
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
-
-    def _check_against_model(self, name: str, value) -> str | None:
-        pipeline = self._pipeline
-        if name == "class_filter":
-            try:
-                pipeline.classes.ids_of(tuple(value))
-            except ValueError as error:
-                return str(error)
-        if name == "drivable_classes" and pipeline.classes.num_stuff:
-            table = pipeline.drivability(tuple(value))
-            if isinstance(table, str):
-                return table
-        return None
 
     def _apply_parameters(self, parameters) -> None:
         settings = self._read_settings()
@@ -359,34 +347,6 @@ class SegmentationNode(LifecycleNode):
         return NodeConfig(settings, context)
 
     # -- helpers ----------------------------------------------------------------------------------
-
-    def _build_pipeline(self, settings: P.NodeSettings) -> SegmentationPipeline:
-        if settings.num_threads:
-            import torch
-
-            torch.set_num_threads(settings.num_threads)
-        pipeline = SegmentationPipeline.from_checkpoint(
-            settings.checkpoint or None,
-            model_name=settings.model,
-            backend=settings.backend,
-            precision=settings.precision,
-            device=settings.device,
-            input_size=settings.input_size,
-            engine_path=settings.engine_path or None,
-            engine_cache_dir=settings.engine_cache_dir or None,
-            allow_build=settings.build_engine,
-            calibration_data=settings.calibration_data,
-            warm_up=True,  # before activate: the first camera frame must not be the slow one
-        )
-        if pipeline.artifact is not None:
-            artifact = pipeline.artifact
-            why = f" ({artifact.reason})" if artifact.reason else ""
-            self.get_logger().info(
-                f"{settings.backend} artifact {artifact.status}{why}: {artifact.path}"
-            )
-        if settings.frame.class_filter:
-            pipeline.classes.ids_of(settings.frame.class_filter)
-        return pipeline
 
     def _subscribe(self) -> None:
         settings = self._config.settings
