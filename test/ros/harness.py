@@ -15,12 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from segmentation_ros.ros import session
-from segmentation_ros.ros.session import claim_domain_id
 
 REPO = Path(__file__).resolve().parents[2]
 FASTDDS_PROFILE = REPO / "config" / "fastdds_shm.xml"
-
-__all__ = ["REPO", "NodeProcess", "claim_domain_id", "ros_environment", "spin_until"]
 
 
 def ros_environment(domain_id: int) -> dict[str, str]:
