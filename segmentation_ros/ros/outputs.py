@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
 from std_msgs.msg import Header
 
 from segmentation_ros.drivable import DrivabilityTable, GridGeometry
-from segmentation_ros.pipeline import ClassMeta, FrameResult
 from segmentation_ros.ros.image_codec import numpy_to_image
 from segmentation_ros.ros.messages import ClassTable, make_class_info, make_object, make_result
 from segmentation_ros.ros.visualization import class_palette, draw_overlay, make_markers
+
+if TYPE_CHECKING:  # torch-free at run time: the output table and the parameters import this
+    from segmentation_ros.pipeline import ClassMeta, FrameResult
 
 
 def class_table(classes: ClassMeta, drivability: DrivabilityTable | str) -> ClassTable:

@@ -9,6 +9,8 @@ values, documents them and tells which ones may change while the node runs.
   their defaults from its fields (`ParamSpec.frame` names the field), the backend's is
   `runtime.names.DEFAULT_BACKEND`, and the `publish_*` parameters come from the output table
   (`output_table.OUTPUTS`). A bare node therefore runs what config/default.yaml runs.
+- Importing this module does not import torch (launch tools and parsers use it): the pipeline
+  module, which does, is imported when a per-frame default or a `NodeSettings` is first needed.
 - `dynamic` parameters (thresholds, filters, extrinsics, grid, overlay) take effect on the next
   frame. The others are read on configure: changing them is refused while the node is configured
   or active (clean it up first), so a value that is set is a value that is used.
@@ -21,14 +23,17 @@ Units: lengths in metres, angles in radians, times in milliseconds unless the na
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from segmentation_ros.pipeline import FrameSettings
 from segmentation_ros.ros.output_table import OUTPUTS
 from segmentation_ros.runtime.names import BACKENDS, DEFAULT_BACKEND, PRECISIONS
+
+if TYPE_CHECKING:
+    from segmentation_ros.pipeline import FrameSettings
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
@@ -40,7 +45,8 @@ class ParamSpec:
     """One parameter.
 
     default: its value when not overridden; also fixes its type (bool, int, float, str or
-        list[str] for a string array).
+        list[str] for a string array). Given for all but the per-frame parameters, whose
+        default is their `FrameSettings` field's.
     bounds: inclusive (low, high) for numbers. choices: allowed strings.
     dynamic: may change while the node is configured or active.
     frame: the `FrameSettings` field it sets (dotted, e.g. "mount.height"); empty for the
@@ -48,12 +54,19 @@ class ParamSpec:
     """
 
     name: str
-    default: Any
+    given_default: Any
     description: str
     bounds: tuple[float, float] | None = None
     choices: tuple[str, ...] = field(default=(), kw_only=True)
     dynamic: bool = field(default=False, kw_only=True)
     frame: str = field(default="", kw_only=True)
+
+    @property
+    def default(self) -> Any:
+        if not self.frame:
+            return self.given_default
+        value = _frame_field(_frame_defaults(), self.frame)
+        return 0.0 if value is None else value
 
     @property
     def type_name(self) -> str:
@@ -74,6 +87,13 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+@functools.cache
+def _frame_defaults() -> FrameSettings:
+    from segmentation_ros.pipeline import FrameSettings
+
+    return FrameSettings()
+
+
 def _frame_field(settings: FrameSettings, path: str) -> Any:
     for name in path.split("."):
         settings = getattr(settings, name)
@@ -82,9 +102,7 @@ def _frame_field(settings: FrameSettings, path: str) -> Any:
 
 def _mirror(name: str, path: str, description: str, bounds=None, **kwargs) -> ParamSpec:
     """A per-frame (dynamic) parameter for `FrameSettings` field `path`, defaulting to it."""
-    default = _frame_field(FrameSettings(), path)
-    default = 0.0 if default is None else default
-    return ParamSpec(name, default, description, bounds, frame=path, dynamic=True, **kwargs)
+    return ParamSpec(name, None, description, bounds, frame=path, dynamic=True, **kwargs)
 
 
 _PI = round(math.pi, 6)
@@ -308,7 +326,7 @@ def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
 
 def _frame_settings(values: Mapping[str, Any]) -> FrameSettings:
     """`FrameSettings` from the per-frame parameter values (validated)."""
-    defaults = FrameSettings()
+    defaults = _frame_defaults()
     top: dict[str, Any] = {}
     nested: dict[str, dict[str, Any]] = {}
     for name, value in values.items():
