@@ -19,7 +19,7 @@ setup(
             "segmentation-ros-generate = segmentation_ros.tools.generate:main",
             "segmentation-ros-train = segmentation_ros.tools.train:main",
             "segmentation_node = segmentation_ros.ros.node:main",
-            "segmentation-ros-demo = segmentation_ros.tools.demo:main",
+            "segmentation-ros-demo = segmentation_ros.ros.demo:main",
             "segmentation-ros-compile = segmentation_ros.tools.compile:main",
         ],
     },

@@ -8,8 +8,8 @@ node in its own process over DDS, results back, figures over time.
 
 Without --checkpoint it uses the embedded default model, or, while that is not trained yet,
 a randomly initialised panoptic_yolact_mobilenetv3 (timings only; the masks are noise). With
---backend onnxruntime the model is exported on configure (tens of seconds) into a temporary
-folder.
+--backend onnxruntime (the default, as for the node) the model is exported on configure (tens
+of seconds) into a temporary folder.
 
 Prints every --report-every seconds: frames sent / results received, output FPS, latency p50 /
 p95 (camera stamp -> `objects` received, milliseconds), the model's own time p50 (image in ->
@@ -36,17 +36,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-OUTPUT_TOPICS = (
-    "objects", "instances", "semantic", "confidence", "drivable/mask", "drivable/grid",
-    "overlay", "markers",
-)  # fmt: skip
+from segmentation_ros.ros import session  # noqa: E402 - after the path set-up
+from segmentation_ros.runtime.names import DEFAULT_BACKEND  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="", help="model file (default: embedded default)")
     p.add_argument("--model", default="", help="`model` parameter (official weights need it)")
-    p.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"))
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=("torch", "onnxruntime"))
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--rate", type=float, default=30.0, help="camera frames per second")
     p.add_argument("--width", type=int, default=640)
@@ -55,7 +53,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--num-threads", type=int, default=0)
     p.add_argument("--input-size", default="", help="network input HxW, e.g. 320x320")
     p.add_argument("--report-every", type=float, default=5.0)
-    p.add_argument("--domain-id", type=int, default=90 + os.getpid() % 10)
+    p.add_argument("--domain-id", type=int, help="ROS domain id (default: a free one)")
     return p.parse_args(argv)
 
 
@@ -105,15 +103,13 @@ def start_node(args, checkpoint: str, env: dict[str, str], temp: Path) -> subpro
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    domain, _lock = (args.domain_id, None) if args.domain_id else session.claim_domain_id()
+    ros_env = session.ros_environment(domain, REPO / "config" / "fastdds_shm.xml")
+    os.environ.update(ros_env)  # before rclpy.init in this process
     env = {
         **os.environ,
-        "ROS_DOMAIN_ID": str(args.domain_id),
-        "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
-        "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_shm.xml"),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
-    os.environ.update({k: env[k] for k in ("ROS_DOMAIN_ID", "ROS_AUTOMATIC_DISCOVERY_RANGE")})
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = env["FASTDDS_DEFAULT_PROFILES_FILE"]
 
     from segmentation_ros.pipeline import DEFAULT_CHECKPOINT
 
@@ -146,13 +142,15 @@ def run(args, node_process: subprocess.Popen) -> int:
     from segmentation_ros.pipeline import OutputRequest  # noqa: F401 - warms the import cache
     from segmentation_ros.ros.diagnostics import diagnostics_values
     from segmentation_ros.ros.image_codec import numpy_to_image
-    from segmentation_ros.ros.node import OUTPUT_TYPES
+    from segmentation_ros.ros.output_table import OUTPUTS
+
+    types = {out.topic: out.msg_type for out in OUTPUTS}
 
     rclpy.init()
     node = rclpy.create_node("bench_camera")
     reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
     sensor = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
-    topics = OUTPUT_TOPICS if args.outputs == "all" else tuple(args.outputs.split(","))
+    topics = tuple(types) if args.outputs == "all" else tuple(args.outputs.split(","))
     latencies: list[float] = []
     received = {"objects": 0}
     diagnostics: list[dict[str, str]] = []
@@ -163,9 +161,9 @@ def run(args, node_process: subprocess.Popen) -> int:
         latencies.append((now - stamp) / 1e6)
         received["objects"] += 1
 
-    node.create_subscription(OUTPUT_TYPES["objects"], "objects", on_objects, reliable)
+    node.create_subscription(types["objects"], "objects", on_objects, reliable)
     keep = [
-        node.create_subscription(OUTPUT_TYPES[t], t, lambda _m: None, reliable)
+        node.create_subscription(types[t], t, lambda _m: None, reliable)
         for t in topics
         if t != "objects"
     ]

@@ -4,13 +4,13 @@
         -r camera_info:=/camera/camera_info -p checkpoint:=/path/model.pt
 
 Lifecycle: parameters are declared at start-up (`params.PARAMETERS`) and read on configure,
-which loads the model, builds the backend (`backend` x `precision`; an ONNX file or TensorRT
-engine is loaded from `engine_path` or the engine cache, or built unless `build_engine` is
-false) and warms it up, so the first camera frame is not the slow one. A missing or unfitting
-checkpoint, a stale engine with building disabled, or a backend that cannot run here fails the
-transition with the reason in the log and on /diagnostics; the node stays up. Publishers exist
-from configure, subscriptions while active; cleanup frees the model. `autostart` (default true)
-configures and activates at start-up.
+which (`node_pipeline`) loads the model, builds the backend (`backend` x `precision`; an ONNX
+file or TensorRT engine is loaded from `engine_path` or the engine cache, or built unless
+`build_engine` is false) and warms it up, so the first camera frame is not the slow one. A
+missing or unfitting checkpoint, a stale engine with building disabled, or a backend that cannot
+run here fails the transition with the reason in the log and on /diagnostics; the node stays
+up. Publishers exist from configure, subscriptions while active; cleanup frees the model.
+`autostart` (default true) configures and activates at start-up.
 
 Data flow per frame: the image callback only admits the message into a one-frame slot
 (`inputs.LatestSlot`: a newer frame replaces an unprocessed one); a worker thread takes the
@@ -18,29 +18,31 @@ newest frame, drops it if stale, converts it, runs the pipeline for the outputs 
 subscribes to, converts the result to messages (`outputs`) and publishes them with the input's
 stamp and frame_id. Drops are counted by cause and reported on /diagnostics.
 
-Topics (relative, remappable): in `image` (or `image/compressed`), `camera_info`; out `objects`,
-`instances`, `semantic`, `confidence`, `drivable/mask`, `drivable/grid`, `overlay`, `markers`,
-`class_info` (latched), and `/diagnostics`.
+Parameter changes build a new frozen `NodeConfig` (the settings and the message context) and
+swap it in with one assignment: the worker reads it once per frame and never sees half an update.
+The lifecycle state is rclpy's (`lifecycle_state`).
+
+Topics (relative, remappable): in `image` (or `image/compressed`), `camera_info`; out the
+per-frame outputs of `output_table.OUTPUTS`, `class_info` (latched), and `/diagnostics`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import threading
 import time
+from dataclasses import dataclass
 
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
-from visualization_msgs.msg import MarkerArray
 
-from segmentation_ros.msg import ClassInfoArray, SegmentationResult
 from segmentation_ros.pipeline import OutputRequest, SegmentationPipeline
 from segmentation_ros.ros import params as P
 from segmentation_ros.ros.diagnostics import (
@@ -62,29 +64,32 @@ from segmentation_ros.ros.inputs import (
     decode_image,
     stamp_ns,
 )
-from segmentation_ros.ros.outputs import (
-    OutputContext,
-    class_info_msg,
-    class_table,
+from segmentation_ros.ros.node_pipeline import build_pipeline, check_against_model
+from segmentation_ros.ros.output_table import (
+    CLASS_INFO_TOPIC,
+    CLASS_INFO_TYPE,
+    OUTPUTS,
     iter_messages,
+    output,
+    request_for,
 )
+from segmentation_ros.ros.outputs import OutputContext, class_info_msg, class_table
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
-OUTPUT_TYPES = {
-    "objects": SegmentationResult,
-    "instances": Image,
-    "semantic": Image,
-    "confidence": Image,
-    "drivable/mask": Image,
-    "drivable/grid": OccupancyGrid,
-    "overlay": Image,
-    "markers": MarkerArray,
-}
 OUTPUT_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED_QOS = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """What frames are processed with: the parameters and, while configured, the message-side
+    context (class table, grid frame, encodings). Never changed, only replaced."""
+
+    settings: P.NodeSettings
+    context: OutputContext | None = None
 
 
 class SegmentationNode(LifecycleNode):
@@ -93,9 +98,9 @@ class SegmentationNode(LifecycleNode):
     def __init__(self, node_name: str = "segmentation_node", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         P.declare_parameters(self)
-        self._state = "unconfigured"
         self._problems: dict[str, tuple[int, str]] = {}
-        self._settings = self._read_settings()
+        settings = self._read_settings()
+        self._config = NodeConfig(settings) if settings is not None else None
         self._stats = FrameStats()
         self._slot = LatestSlot()
         self._order = StampOrder()
@@ -107,17 +112,26 @@ class SegmentationNode(LifecycleNode):
         self._camera = None
         self._notes: tuple[str, ...] = ()
         self._idle = False
-        self._frame_settings = None
-        self._output_context: OutputContext | None = None
         self.add_on_set_parameters_callback(self._validate_parameters)
         self.add_post_set_parameters_callback(self._apply_parameters)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self._diagnostics_timer = self.create_timer(
-            self._settings.diagnostics_period if self._settings else 1.0,
+            settings.diagnostics_period if settings is not None else 1.0,
             self._publish_diagnostics,
         )
 
     # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def lifecycle_state(self) -> str:
+        """The state's label in rclpy's state machine: unconfigured, inactive, active,
+        finalized, or a transition (configuring, ...)."""
+        return self._state_machine.current_state[1]
+
+    @property
+    def config(self) -> NodeConfig | None:
+        """The current configuration (None while the parameters are invalid)."""
+        return self._config
 
     def autostart(self) -> None:
         """Configure and activate when the `autostart` parameter is true."""
@@ -128,23 +142,21 @@ class SegmentationNode(LifecycleNode):
         """Read the parameters, load the model, build the backend and the publishers."""
         self._problems.pop("configure", None)
         try:
-            settings = P.settings_from_values(
-                {name: self.get_parameter(name).value for name in P.PARAMETERS}
-            )
-            pipeline = self._build_pipeline(settings)
+            settings = P.read_settings(self)
+            pipeline = build_pipeline(settings, self.get_logger().info)
         except Exception as error:  # a transition reports failure, it never raises
             text = f"configure failed: {error}"
             self.get_logger().error(text)
             self._problems["configure"] = (ERROR, text)
             return FAILURE
-        self._pipeline, self._settings = pipeline, settings
-        self._refresh_derived()
-        for topic in settings.enabled_outputs():
+        self._pipeline = pipeline
+        self._config = self._make_config(settings)
+        for topic in settings.outputs:
             self._publishers_out[topic] = self.create_lifecycle_publisher(
-                OUTPUT_TYPES[topic], topic, OUTPUT_QOS
+                output(topic).msg_type, topic, OUTPUT_QOS
             )
         self._class_info_pub = self.create_lifecycle_publisher(
-            ClassInfoArray, "class_info", LATCHED_QOS
+            CLASS_INFO_TYPE, CLASS_INFO_TOPIC, LATCHED_QOS
         )
         self._reset_frame_state()
         self._restart_diagnostics_timer(settings.diagnostics_period)
@@ -152,9 +164,8 @@ class SegmentationNode(LifecycleNode):
             f"configured: model {pipeline.model_name} ({len(pipeline.classes)} classes), backend "
             f"{pipeline.backend_name} {pipeline.precision}, "
             f"input {pipeline.input_size[1]}x{pipeline.input_size[0]}, "
-            f"outputs {', '.join(settings.enabled_outputs()) or 'none'}"
+            f"outputs {', '.join(settings.outputs) or 'none'}"
         )
-        self._state = "inactive"
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -167,30 +178,25 @@ class SegmentationNode(LifecycleNode):
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self._worker.start()
         self._subscribe()
-        self._state = "active"
         self.get_logger().info("active")
         return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
-        self._state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._release()
-        self._state = "unconfigured"
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
         self._release()
-        self._state = "finalized"
         return super().on_shutdown(state)
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_processing()
         self._release()
-        self._state = "unconfigured"
         return SUCCESS
 
     def close(self) -> None:
@@ -202,7 +208,7 @@ class SegmentationNode(LifecycleNode):
     def _on_image(self, msg) -> None:
         """Admit a frame into the slot (runs in the executor; cheap checks, no conversion)."""
         self._stats.frame_in()
-        stamp, settings = stamp_ns(msg.header), self._settings
+        stamp, settings = stamp_ns(msg.header), self._config.settings
         try:
             check_image(msg, max_side=settings.max_image_side)
             check_age(stamp, self.get_clock().now().nanoseconds, settings.max_image_age_ms)
@@ -238,7 +244,8 @@ class SegmentationNode(LifecycleNode):
 
     def _process(self, frame: Frame) -> None:
         """convert -> pipeline -> messages -> publish, for the outputs somebody listens to."""
-        settings, pipeline, context = self._settings, self._pipeline, self._output_context
+        config, pipeline = self._config, self._pipeline  # one read: a consistent snapshot
+        settings, context = config.settings, config.context
         try:
             check_age(frame.stamp_ns, self.get_clock().now().nanoseconds, settings.max_image_age_ms)
             rgb = decode_image(frame.msg, max_side=settings.max_image_side)
@@ -250,7 +257,7 @@ class SegmentationNode(LifecycleNode):
         if self._idle or pipeline is None:
             return
         try:
-            result = pipeline.process(rgb, request, self._frame_settings, camera=self._camera)
+            result = pipeline.process(rgb, request, settings.frame, camera=self._camera)
             # Each message goes out as soon as it is built, `objects` first.
             for topic, msg in iter_messages(
                 result, rgb, frame.msg.header, request, context, arrival=frame.arrival
@@ -270,22 +277,15 @@ class SegmentationNode(LifecycleNode):
         )
 
     def _request(self) -> OutputRequest:
-        """The outputs with at least one subscriber."""
+        """What the published outputs need; an on-demand one only while it has a subscriber."""
 
-        def wanted(topic: str) -> bool:
+        def wanted(topic: str, on_demand: bool) -> bool:
             publisher = self._publishers_out.get(topic)
-            return publisher is not None and publisher.get_subscription_count() > 0
+            if publisher is None:
+                return False
+            return not on_demand or publisher.get_subscription_count() > 0
 
-        return OutputRequest(
-            objects=wanted("objects"),
-            instances=wanted("instances"),
-            semantic=wanted("semantic"),
-            confidence=wanted("confidence"),
-            drivable_mask=wanted("drivable/mask"),
-            grid=wanted("drivable/grid"),
-            overlay=wanted("overlay"),
-            markers=wanted("markers"),
-        )
+        return request_for(out for out in OUTPUTS if wanted(out.topic, out.on_demand))
 
     def _count_drop(self, drop: FrameDropped) -> None:
         self._stats.drop(drop.cause)
@@ -300,38 +300,25 @@ class SegmentationNode(LifecycleNode):
                 continue
             reason = P.check_value(parameter.name, parameter.value)
             if reason is None and not spec.dynamic:
-                if self._state not in ("unconfigured", "finalized"):
+                state = self.lifecycle_state
+                if state not in ("unconfigured", "finalized"):
                     reason = (
                         f"{parameter.name} is read on configure: deactivate and clean up the "
-                        f"node first (it is {self._state})"
+                        f"node first (it is {state})"
                     )
             if reason is None and self._pipeline is not None:
-                reason = self._check_against_model(parameter.name, parameter.value)
+                reason = check_against_model(self._pipeline, parameter.name, parameter.value)
             if reason is not None:
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
-
-    def _check_against_model(self, name: str, value) -> str | None:
-        pipeline = self._pipeline
-        if name == "class_filter":
-            try:
-                pipeline.classes.ids_of(tuple(value))
-            except ValueError as error:
-                return str(error)
-        if name == "drivable_classes" and pipeline.classes.num_stuff:
-            table = pipeline.drivability(tuple(value))
-            if isinstance(table, str):
-                return table
-        return None
 
     def _apply_parameters(self, parameters) -> None:
         settings = self._read_settings()
         if settings is None:
             return
-        self._settings = settings
-        if self._pipeline is not None:
-            self._refresh_derived()
-            if any(p.name == "drivable_classes" for p in parameters) and self._state == "active":
+        self._config = self._make_config(settings)  # the one assignment the worker can see
+        if self._pipeline is not None and self.lifecycle_state == "active":
+            if any(p.name == "drivable_classes" for p in parameters):
                 self._publish_class_info()
 
     def _read_settings(self) -> P.NodeSettings | None:
@@ -343,57 +330,33 @@ class SegmentationNode(LifecycleNode):
         self._problems.pop("parameters", None)
         return settings
 
-    def _refresh_derived(self) -> None:
-        """Per-frame settings and the output context from the current parameters."""
-        settings, pipeline = self._settings, self._pipeline
-        self._frame_settings = P.frame_settings(settings)
-        self._output_context = OutputContext(
-            table=class_table(pipeline.classes, pipeline.drivability(settings.drivable_classes)),
+    def _make_config(self, settings: P.NodeSettings) -> NodeConfig:
+        """`settings` and, with a pipeline, the output context they give."""
+        pipeline = self._pipeline
+        if pipeline is None:
+            return NodeConfig(settings)
+        frame = settings.frame
+        context = OutputContext(
+            table=class_table(pipeline.classes, pipeline.drivability(frame.drivable_classes)),
             model_name=pipeline.model_name,
-            grid=self._frame_settings.grid,
-            grid_frame=settings.grid_frame_id,
+            grid=frame.grid,
+            grid_frame=frame.grid.frame_id,
             confidence_encoding=settings.confidence_encoding,
             overlay_alpha=settings.overlay_alpha,
         )
+        return NodeConfig(settings, context)
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _build_pipeline(self, settings: P.NodeSettings) -> SegmentationPipeline:
-        if settings.num_threads:
-            import torch
-
-            torch.set_num_threads(settings.num_threads)
-        pipeline = SegmentationPipeline.from_checkpoint(
-            settings.checkpoint or None,
-            model_name=settings.model,
-            backend=settings.backend,
-            precision=settings.precision,
-            device=settings.device,
-            input_size=settings.input_size,
-            engine_path=settings.engine_path or None,
-            engine_cache_dir=settings.engine_cache_dir or None,
-            allow_build=settings.build_engine,
-            calibration_data=settings.calibration_data,
-            warm_up=True,  # before activate: the first camera frame must not be the slow one
-        )
-        if pipeline.artifact is not None:
-            artifact = pipeline.artifact
-            why = f" ({artifact.reason})" if artifact.reason else ""
-            self.get_logger().info(
-                f"{settings.backend} artifact {artifact.status}{why}: {artifact.path}"
-            )
-        if settings.class_filter:
-            pipeline.classes.ids_of(settings.class_filter)
-        return pipeline
-
     def _subscribe(self) -> None:
+        settings = self._config.settings
         reliability = (
             ReliabilityPolicy.RELIABLE
-            if self._settings.input_reliability == "reliable"
+            if settings.input_reliability == "reliable"
             else ReliabilityPolicy.BEST_EFFORT
         )
         qos = QoSProfile(depth=1, reliability=reliability)
-        if self._settings.image_transport == "compressed":
+        if settings.image_transport == "compressed":
             image = self.create_subscription(
                 CompressedImage, "image/compressed", self._on_image, qos
             )
@@ -417,7 +380,9 @@ class SegmentationNode(LifecycleNode):
         if self._class_info_pub is not None:
             self.destroy_lifecycle_publisher(self._class_info_pub)
         self._publishers_out, self._class_info_pub = {}, None
-        self._pipeline = self._output_context = self._frame_settings = None
+        self._pipeline = None
+        if self._config is not None:
+            self._config = dataclasses.replace(self._config, context=None)
         self._reset_frame_state()
         gc.collect()
 
@@ -430,26 +395,28 @@ class SegmentationNode(LifecycleNode):
 
     def _publish_class_info(self) -> None:
         header = Header(stamp=self.get_clock().now().to_msg())
-        self._class_info_pub.publish(class_info_msg(self._output_context, header))
+        self._class_info_pub.publish(class_info_msg(self._config.context, header))
 
     def _restart_diagnostics_timer(self, period: float) -> None:
         self._diagnostics_timer.timer_period_ns = int(period * 1e9)
 
     def _status(self) -> NodeStatus:
         problems = list(self._problems.values())
-        settings, pipeline = self._settings, self._pipeline
-        if self._state == "active" and settings is not None:
-            needs_camera = settings.publish_drivable_grid or settings.publish_markers
-            if needs_camera and self._camera is None:
+        config, pipeline, state = self._config, self._pipeline, self.lifecycle_state
+        if state == "active" and config is not None:
+            waiting = [
+                o.topic for o in OUTPUTS if o.needs_camera and o.topic in config.settings.outputs
+            ]
+            if waiting and self._camera is None:
                 topic = self.resolve_topic_name("camera_info")
                 problems.append(
-                    (WARN, f"no camera_info on {topic}: drivable/grid and markers not published")
+                    (WARN, f"no camera_info on {topic}: {' and '.join(waiting)} not published")
                 )
             problems += [(WARN, note) for note in self._notes if "camera_info" not in note]
             if self._idle:
                 problems.append((OK, "idle: no output has a subscriber, frames are skipped"))
         return NodeStatus(
-            state=self._state,
+            state=state,
             model=pipeline.model_name if pipeline else "",
             backend=pipeline.backend_name if pipeline else "",
             input_size=f"{pipeline.input_size[1]}x{pipeline.input_size[0]}" if pipeline else "",

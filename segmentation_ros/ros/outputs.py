@@ -1,37 +1,28 @@
-"""A `pipeline.FrameResult` -> the node's messages, one function per topic.
+"""A `pipeline.FrameResult` -> the node's messages, one function per topic (which topic uses
+which, and in which frame: `output_table.OUTPUTS`).
 
-Every message carries the camera image's header (stamp and frame_id), except `drivable/grid` and
-`markers`, which carry its stamp in the grid frame. Images are built from arrays with one copy
-(`image_codec.numpy_to_image`); no per-pixel Python.
-
-topic          type                                content
-objects        segmentation_ros/SegmentationResult segments, masks cropped to their roi
-instances      sensor_msgs/Image mono16            segment id per pixel (0 none) = instance_id
-semantic       sensor_msgs/Image mono8 (mono16)    class id per pixel, 255 (65535) void
-confidence     sensor_msgs/Image mono8 / 32FC1     score of the pixel's segment (x 255 in mono8)
-drivable/mask  sensor_msgs/Image mono8             255 drivable surface, 0 elsewhere
-drivable/grid  nav_msgs/OccupancyGrid              0 free, 100 occupied, -1 unknown
-overlay        sensor_msgs/Image rgb8              the image with masks, boxes and labels
-markers        visualization_msgs/MarkerArray      objects on the ground
-class_info     segmentation_ros/ClassInfoArray     the class table (latched)
+Every builder takes the header its message carries: the camera image's (stamp and frame_id), or
+its stamp in the grid frame for outputs that lie on the ground. Images are built from arrays
+with one copy (`image_codec.numpy_to_image`); no per-pixel Python.
 """
 
 from __future__ import annotations
 
 import array
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
 from std_msgs.msg import Header
 
 from segmentation_ros.drivable import DrivabilityTable, GridGeometry
-from segmentation_ros.pipeline import ClassMeta, FrameResult, OutputRequest
 from segmentation_ros.ros.image_codec import numpy_to_image
 from segmentation_ros.ros.messages import ClassTable, make_class_info, make_object, make_result
 from segmentation_ros.ros.visualization import class_palette, draw_overlay, make_markers
+
+if TYPE_CHECKING:  # torch-free at run time: the output table and the parameters import this
+    from segmentation_ros.pipeline import ClassMeta, FrameResult
 
 
 def class_table(classes: ClassMeta, drivability: DrivabilityTable | str) -> ClassTable:
@@ -180,37 +171,3 @@ def markers_msg(result: FrameResult, header: Header, context: OutputContext):
         colors=context.table.colors[seg.class_ids] if len(seg) else np.zeros((0, 3), np.uint8),
         ids=seg.ids,
     )
-
-
-def iter_messages(
-    result: FrameResult,
-    rgb: np.ndarray,
-    header: Header,
-    request: OutputRequest,
-    context: OutputContext,
-    *,
-    arrival: float,
-) -> Iterator[tuple[str, object]]:
-    """(relative topic name, message) for each requested output, built one at a time so that each
-    can be published before the next is built: `objects` first (what planners wait for; its
-    total_ms counts from `arrival`, a time.monotonic() stamp, to now), the overlay last. Parts the
-    result lacks (no camera yet, no drivable classes) are left out; `result.notes` says why."""
-    grid_header = Header(stamp=header.stamp, frame_id=context.grid_frame)
-    if request.objects:
-        msg = objects_msg(result, header, context, total_ms=0.0)
-        msg.total_ms = float((time.monotonic() - arrival) * 1e3)
-        yield "objects", msg
-    if request.markers and result.ground_xy is not None:
-        yield "markers", markers_msg(result, grid_header, context)
-    if request.grid and result.grid is not None:
-        yield "drivable/grid", grid_msg(result, grid_header, context.grid)
-    if request.drivable_mask and result.drivable is not None:
-        yield "drivable/mask", drivable_mask_msg(result, header)
-    if request.instances:
-        yield "instances", instances_msg(result, header)
-    if request.semantic and result.semantic is not None:
-        yield "semantic", semantic_msg(result, header)
-    if request.confidence and result.confidence is not None:
-        yield "confidence", confidence_msg(result, header, context.confidence_encoding)
-    if request.overlay:
-        yield "overlay", overlay_msg(rgb, result, header, context)

@@ -2,12 +2,20 @@
 values, documents them and tells which ones may change while the node runs.
 
 - Every parameter has a type (from its default), a description, and a range or a list of
-  choices where that applies; `check_value` validates a value against its spec without ROS (the
-  launch-config tests use it on the YAML files) and the node's set-parameters callback uses it.
+  choices where that applies; `check_value` validates a value against its spec without a running
+  node (the launch-config tests use it on the YAML files) and the node's set-parameters callback
+  uses it.
+- Defaults are written once: the per-frame parameters mirror `pipeline.FrameSettings` and take
+  their defaults from its fields (`ParamSpec.frame` names the field), the backend's is
+  `runtime.names.DEFAULT_BACKEND`, and the `publish_*` parameters come from the output table
+  (`output_table.OUTPUTS`). A bare node therefore runs what config/default.yaml runs.
+- Importing this module does not import torch (launch tools and parsers use it): the pipeline
+  module, which does, is imported when a per-frame default or a `NodeSettings` is first needed.
 - `dynamic` parameters (thresholds, filters, extrinsics, grid, overlay) take effect on the next
   frame. The others are read on configure: changing them is refused while the node is configured
   or active (clean it up first), so a value that is set is a value that is used.
-- `NodeSettings` is the typed, validated snapshot the node works with (`settings_from_values`).
+- `NodeSettings` is the typed, validated, frozen snapshot the node works with
+  (`settings_from_values`); its `frame` is the pipeline's `FrameSettings`.
 
 Units: lengths in metres, angles in radians, times in milliseconds unless the name says otherwise.
 """
@@ -15,28 +23,21 @@ Units: lengths in metres, angles in radians, times in milliseconds unless the na
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from segmentation_ros.runtime.names import BACKENDS, PRECISIONS
+from segmentation_ros.ros.output_table import OUTPUTS
+from segmentation_ros.runtime.names import BACKENDS, DEFAULT_BACKEND, PRECISIONS
+
+if TYPE_CHECKING:
+    from segmentation_ros.pipeline import FrameSettings
 
 IMAGE_TRANSPORTS = ("raw", "compressed")
 RELIABILITIES = ("best_effort", "reliable")
 CONFIDENCE_ENCODINGS = ("mono8", "32FC1")
-
-#: Output topics (relative names) and the parameter that enables each.
-OUTPUT_TOPICS: dict[str, str] = {
-    "publish_objects": "objects",
-    "publish_instances": "instances",
-    "publish_semantic": "semantic",
-    "publish_confidence": "confidence",
-    "publish_drivable_mask": "drivable/mask",
-    "publish_drivable_grid": "drivable/grid",
-    "publish_overlay": "overlay",
-    "publish_markers": "markers",
-}
 
 
 @dataclass(frozen=True)
@@ -44,17 +45,28 @@ class ParamSpec:
     """One parameter.
 
     default: its value when not overridden; also fixes its type (bool, int, float, str or
-        list[str] for a string array).
+        list[str] for a string array). Given for all but the per-frame parameters, whose
+        default is their `FrameSettings` field's.
     bounds: inclusive (low, high) for numbers. choices: allowed strings.
     dynamic: may change while the node is configured or active.
+    frame: the `FrameSettings` field it sets (dotted, e.g. "mount.height"); empty for the
+        others. A field whose value may be None (no limit) takes 0 for None.
     """
 
     name: str
-    default: Any
+    given_default: Any
     description: str
     bounds: tuple[float, float] | None = None
     choices: tuple[str, ...] = field(default=(), kw_only=True)
     dynamic: bool = field(default=False, kw_only=True)
+    frame: str = field(default="", kw_only=True)
+
+    @property
+    def default(self) -> Any:
+        if not self.frame:
+            return self.given_default
+        value = _frame_field(_frame_defaults(), self.frame)
+        return 0.0 if value is None else value
 
     @property
     def type_name(self) -> str:
@@ -75,6 +87,24 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
+@functools.cache
+def _frame_defaults() -> FrameSettings:
+    from segmentation_ros.pipeline import FrameSettings
+
+    return FrameSettings()
+
+
+def _frame_field(settings: FrameSettings, path: str) -> Any:
+    for name in path.split("."):
+        settings = getattr(settings, name)
+    return settings
+
+
+def _mirror(name: str, path: str, description: str, bounds=None, **kwargs) -> ParamSpec:
+    """A per-frame (dynamic) parameter for `FrameSettings` field `path`, defaulting to it."""
+    return ParamSpec(name, None, description, bounds, frame=path, dynamic=True, **kwargs)
+
+
 _PI = round(math.pi, 6)
 _SPECS = (
     # Lifecycle and model ---------------------------------------------------------------------
@@ -93,7 +123,7 @@ _SPECS = (
     ),
     ParamSpec(
         "backend",
-        "torch",
+        DEFAULT_BACKEND,
         "inference backend: torch (eager), torch_compile (inductor; CUDA graphs on GPU), "
         "onnxruntime, tensorrt (GPU with TensorRT)",
         choices=BACKENDS,
@@ -139,68 +169,45 @@ _SPECS = (
         "input_height", 0, "network input height in pixels; 0: the model's own", bounds=(0, 4096)
     ),
     # Detection (run time) ----------------------------------------------------------------------
-    ParamSpec(
-        "score_threshold", 0.3, "objects with a lower score are dropped", (0.0, 1.0), dynamic=True
-    ),
-    ParamSpec(
-        "mask_threshold", 0.5, "mask probability above which a pixel belongs to an object",
-        (0.01, 0.99), dynamic=True,
-    ),
-    ParamSpec(
-        "nms_threshold", 0.5, "box IoU above which non-maximum suppression drops the lower score",
-        (0.0, 1.0), dynamic=True,
-    ),
-    ParamSpec(
-        "max_detections", 50, "at most this many objects per frame (highest scores first)",
-        (1, 1000), dynamic=True,
-    ),
-    ParamSpec(
-        "class_filter", [], "class names to publish as objects; empty: all classes",
-        dynamic=True,
-    ),
-    ParamSpec(
-        "drivable_classes",
-        [],
-        "names of the surface classes a robot may drive on (matching rules: "
-        "segmentation_ros.drivable.classes); empty: the built-in road / floor / path names",
-        dynamic=True,
-    ),
+    _mirror("score_threshold", "score_threshold", "objects with a lower score are dropped",
+            (0.0, 1.0)),
+    _mirror("mask_threshold", "mask_threshold",
+            "mask probability above which a pixel belongs to an object", (0.01, 0.99)),
+    _mirror("nms_threshold", "nms_threshold",
+            "box IoU above which non-maximum suppression drops the lower score", (0.0, 1.0)),
+    _mirror("max_detections", "max_detections",
+            "at most this many objects per frame (highest scores first)", (1, 1000)),
+    _mirror("class_filter", "class_filter",
+            "class names to publish as objects; empty: all classes"),
+    _mirror("drivable_classes", "drivable_classes",
+            "names of the surface classes a robot may drive on (matching rules: "
+            "segmentation_ros.drivable.classes); empty: the built-in road / floor / path names"),
     # Camera mounting (camera body frame in the grid frame) ----------------------------------
-    ParamSpec(
-        "camera_height", 0.5, "camera centre above the ground (m)", (0.01, 100.0), dynamic=True
-    ),
-    ParamSpec("camera_pitch", 0.2, "downward tilt of the camera (rad)", (-_PI, _PI), dynamic=True),
-    ParamSpec("camera_roll", 0.0, "roll about the optical axis (rad)", (-_PI, _PI), dynamic=True),
-    ParamSpec("camera_yaw", 0.0, "left turn of the camera (rad)", (-_PI, _PI), dynamic=True),
-    ParamSpec("camera_x", 0.0, "camera position forward of the grid frame (m)", (-100.0, 100.0),
-              dynamic=True),  # fmt: skip
-    ParamSpec("camera_y", 0.0, "camera position left of the grid frame (m)", (-100.0, 100.0),
-              dynamic=True),  # fmt: skip
+    _mirror("camera_height", "mount.height", "camera centre above the ground (m)",
+            (0.01, 100.0)),
+    _mirror("camera_pitch", "mount.pitch", "downward tilt of the camera (rad)", (-_PI, _PI)),
+    _mirror("camera_roll", "mount.roll", "roll about the optical axis (rad)", (-_PI, _PI)),
+    _mirror("camera_yaw", "mount.yaw", "left turn of the camera (rad)", (-_PI, _PI)),
+    _mirror("camera_x", "mount.x", "camera position forward of the grid frame (m)",
+            (-100.0, 100.0)),
+    _mirror("camera_y", "mount.y", "camera position left of the grid frame (m)",
+            (-100.0, 100.0)),
     # Occupancy grid (nav_msgs/OccupancyGrid, in grid_frame_id) ------------------------------
-    ParamSpec("grid_resolution", 0.05, "cell size (m)", (0.005, 10.0), dynamic=True),
-    ParamSpec("grid_width", 200, "cells along the grid frame's x", (1, 4000), dynamic=True),
-    ParamSpec("grid_height", 200, "cells along the grid frame's y", (1, 4000), dynamic=True),
-    ParamSpec(
-        "grid_origin_x", 0.0, "x of the corner of cell (0, 0) (m)", (-1000.0, 1000.0), dynamic=True
-    ),
-    ParamSpec(
-        "grid_origin_y", -5.0, "y of the corner of cell (0, 0) (m)", (-1000.0, 1000.0), dynamic=True
-    ),
-    ParamSpec(
-        "grid_frame_id", "base_link", "robot frame of the grid and markers (z = 0 is the ground)",
-        dynamic=True,
-    ),
-    ParamSpec(
-        "grid_stride", 2, "project every n-th pixel of the drivable mask", (1, 16), dynamic=True
-    ),
-    ParamSpec(
-        "grid_max_range", 0.0, "ground points farther than this are unknown (m); 0: no limit",
-        (0.0, 1000.0), dynamic=True,
-    ),
-    ParamSpec(
-        "grid_occupied_fraction", 0.5, "a cell is occupied when this fraction of its samples "
-        "is not drivable", (0.01, 1.0), dynamic=True,
-    ),
+    _mirror("grid_resolution", "grid.resolution", "cell size (m)", (0.005, 10.0)),
+    _mirror("grid_width", "grid.width", "cells along the grid frame's x", (1, 4000)),
+    _mirror("grid_height", "grid.height", "cells along the grid frame's y", (1, 4000)),
+    _mirror("grid_origin_x", "grid.origin_x", "x of the corner of cell (0, 0) (m)",
+            (-1000.0, 1000.0)),
+    _mirror("grid_origin_y", "grid.origin_y", "y of the corner of cell (0, 0) (m)",
+            (-1000.0, 1000.0)),
+    _mirror("grid_frame_id", "grid.frame_id",
+            "robot frame of the grid and markers (z = 0 is the ground)"),
+    _mirror("grid_stride", "grid_stride", "project every n-th pixel of the drivable mask",
+            (1, 16)),
+    _mirror("grid_max_range", "grid_max_range",
+            "ground points farther than this are unknown (m); 0: no limit", (0.0, 1000.0)),
+    _mirror("grid_occupied_fraction", "occupied_fraction",
+            "a cell is occupied when this fraction of its samples is not drivable", (0.01, 1.0)),
     # Input -------------------------------------------------------------------------------------
     ParamSpec(
         "image_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "
@@ -220,8 +227,8 @@ _SPECS = (
     ),
     # Outputs -------------------------------------------------------------------------------
     *(
-        ParamSpec(name, True, f"publish `{topic}`")
-        for name, topic in OUTPUT_TOPICS.items()
+        ParamSpec(out.parameter, True, f"publish `{out.topic}` ({out.type_name}): {out.content}")
+        for out in OUTPUTS
     ),
     ParamSpec(
         "confidence_encoding", "mono8", "`confidence` image: mono8 (score * 255) or 32FC1",
@@ -262,7 +269,8 @@ def check_value(name: str, value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """All parameter values, validated (field names = parameter names)."""
+    """All parameter values, validated. Field names are parameter names, but for the per-frame
+    parameters (`frame`, the pipeline's settings) and the `publish_*` ones (`outputs`)."""
 
     autostart: bool
     model: str
@@ -277,42 +285,15 @@ class NodeSettings:
     num_threads: int
     input_width: int
     input_height: int
-    score_threshold: float
-    mask_threshold: float
-    nms_threshold: float
-    max_detections: int
-    class_filter: tuple[str, ...]
-    drivable_classes: tuple[str, ...]
-    camera_height: float
-    camera_pitch: float
-    camera_roll: float
-    camera_yaw: float
-    camera_x: float
-    camera_y: float
-    grid_resolution: float
-    grid_width: int
-    grid_height: int
-    grid_origin_x: float
-    grid_origin_y: float
-    grid_frame_id: str
-    grid_stride: int
-    grid_max_range: float
-    grid_occupied_fraction: float
     image_transport: str
     input_reliability: str
     max_image_age_ms: float
     max_image_side: int
-    publish_objects: bool
-    publish_instances: bool
-    publish_semantic: bool
-    publish_confidence: bool
-    publish_drivable_mask: bool
-    publish_drivable_grid: bool
-    publish_overlay: bool
-    publish_markers: bool
     confidence_encoding: str
     overlay_alpha: float
     diagnostics_period: float
+    frame: FrameSettings
+    outputs: tuple[str, ...]  # topics of the enabled outputs, in `OUTPUTS` order
 
     @property
     def input_size(self) -> tuple[int, int] | None:
@@ -320,14 +301,6 @@ class NodeSettings:
         if self.input_width and self.input_height:
             return (self.input_height, self.input_width)
         return None
-
-    def enabled_outputs(self) -> tuple[str, ...]:
-        """Relative topic names of the enabled outputs."""
-        return tuple(topic for name, topic in OUTPUT_TOPICS.items() if getattr(self, name))
-
-    def replace(self, values: Mapping[str, Any]) -> NodeSettings:
-        """A copy with `values` (validated) applied."""
-        return settings_from_values({**dataclasses.asdict(self), **values})
 
 
 def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
@@ -346,7 +319,28 @@ def settings_from_values(values: Mapping[str, Any]) -> NodeSettings:
             merged[name] = float(merged[name])
         elif spec.type_name == "str[]":
             merged[name] = tuple(merged[name])
-    return NodeSettings(**merged)
+    outputs = tuple(out.topic for out in OUTPUTS if merged.pop(out.parameter))
+    frame = _frame_settings({n: merged.pop(n) for n, s in PARAMETERS.items() if s.frame})
+    return NodeSettings(**merged, frame=frame, outputs=outputs)
+
+
+def _frame_settings(values: Mapping[str, Any]) -> FrameSettings:
+    """`FrameSettings` from the per-frame parameter values (validated)."""
+    defaults = _frame_defaults()
+    top: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for name, value in values.items():
+        path = PARAMETERS[name].frame
+        if _frame_field(defaults, path) is None and not value:
+            value = None  # 0: no limit
+        head, _, rest = path.partition(".")
+        if rest:
+            nested.setdefault(head, {})[rest] = value
+        else:
+            top[head] = value
+    for head, fields in nested.items():
+        top[head] = dataclasses.replace(getattr(defaults, head), **fields)
+    return dataclasses.replace(defaults, **top)
 
 
 def declare_parameters(node) -> None:
@@ -390,37 +384,3 @@ def declare_parameters(node) -> None:
 def read_settings(node) -> NodeSettings:
     """The node's current parameter values as validated settings (ValueError if invalid)."""
     return settings_from_values({name: node.get_parameter(name).value for name in PARAMETERS})
-
-
-def frame_settings(settings: NodeSettings):
-    """The pipeline's per-frame settings (`pipeline.FrameSettings`) from the node's."""
-    from segmentation_ros.drivable import GridGeometry, MountPose
-    from segmentation_ros.pipeline import FrameSettings
-
-    return FrameSettings(
-        score_threshold=settings.score_threshold,
-        nms_threshold=settings.nms_threshold,
-        mask_threshold=settings.mask_threshold,
-        max_detections=settings.max_detections,
-        class_filter=settings.class_filter,
-        drivable_classes=settings.drivable_classes,
-        mount=MountPose(
-            height=settings.camera_height,
-            pitch=settings.camera_pitch,
-            roll=settings.camera_roll,
-            yaw=settings.camera_yaw,
-            x=settings.camera_x,
-            y=settings.camera_y,
-        ),
-        grid=GridGeometry(
-            resolution=settings.grid_resolution,
-            width=settings.grid_width,
-            height=settings.grid_height,
-            origin_x=settings.grid_origin_x,
-            origin_y=settings.grid_origin_y,
-            frame_id=settings.grid_frame_id,
-        ),
-        grid_stride=settings.grid_stride,
-        grid_max_range=settings.grid_max_range or None,
-        occupied_fraction=settings.grid_occupied_fraction,
-    )

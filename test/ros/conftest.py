@@ -4,7 +4,9 @@ import os
 
 import pytest
 
-from .harness import NodeProcess, claim_domain_id, ros_environment
+from segmentation_ros.ros.session import claim_domain_id
+
+from .harness import NodeProcess, ros_environment
 
 # Claimed at import, before any rclpy.init in this process reads the environment.
 DOMAIN_ID, _DOMAIN_LOCK = claim_domain_id()

@@ -15,6 +15,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 
+from segmentation_ros.ros import demo, demo_record
 from segmentation_ros.ros.image_codec import to_rgb8
 from segmentation_ros.ros.player import (
     BagSource,
@@ -23,7 +24,6 @@ from segmentation_ros.ros.player import (
     make_player,
     open_source,
 )
-from segmentation_ros.tools import demo
 
 from .harness import REPO
 
@@ -195,7 +195,7 @@ def test_grid_picture_orientation():
         resolution=0.1,
         origin=SimpleNamespace(position=SimpleNamespace(x=0.0, y=-0.1)),
     )
-    picture = demo.grid_picture(SimpleNamespace(info=info, data=data.ravel()), size=40)
+    picture = demo_record.grid_picture(SimpleNamespace(info=info, data=data.ravel()), size=40)
     assert picture.shape == (40, 20, 3)  # scale 10: 4 x-cells tall, 2 y-cells wide
     assert tuple(picture[2, 15]) == (0, 0, 0)  # top right: occupied
     assert tuple(picture[2, 5]) == (255, 255, 255)  # top left: free
@@ -228,7 +228,7 @@ def test_demo_end_to_end(tmp_path):
     args += ["--width", "320", "--height", "240", "--loop-frames", "3", "--drain", "1.0"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ["PYTHONPATH"]])}
     run = subprocess.run(
-        [sys.executable, "-m", "segmentation_ros.tools.demo", *args],
+        [sys.executable, "-m", "segmentation_ros.ros.demo", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -252,7 +252,7 @@ def test_demo_end_to_end(tmp_path):
         for topic in ("/objects", "/overlay", "/drivable/grid", "/instances", "/class_info"):
             assert counts[topic] > 0, counts
         assert counts["/objects"] == summary["frames_out"]
-        store = demo.output_typestore()
+        store = demo_record.output_typestore()
         objects = [c for c in reader.connections if c.topic == "/objects"]
         _, _, raw = next(reader.messages(connections=objects))
         result = store.deserialize_cdr(raw, "segmentation_ros/msg/SegmentationResult")

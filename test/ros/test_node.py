@@ -15,15 +15,14 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
-from nav_msgs.msg import OccupancyGrid
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-from segmentation_ros.msg import ClassInfoArray, SegmentationResult
+from segmentation_ros.msg import ClassInfoArray
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
-from visualization_msgs.msg import MarkerArray
 
+from segmentation_ros.ros import output_table
 from segmentation_ros.ros.diagnostics import diagnostics_values
 from segmentation_ros.ros.image_codec import image_to_numpy, numpy_to_compressed, numpy_to_image
 
@@ -38,16 +37,7 @@ RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 LATCHED = QoSProfile(
     depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
 )
-OUTPUTS = {
-    "objects": SegmentationResult,
-    "instances": Image,
-    "semantic": Image,
-    "confidence": Image,
-    "drivable/mask": Image,
-    "drivable/grid": OccupancyGrid,
-    "overlay": Image,
-    "markers": MarkerArray,
-}
+OUTPUTS = {out.topic: out.msg_type for out in output_table.OUTPUTS}  # every one is checked
 ENCODINGS = {
     "instances": "mono16",
     "semantic": "mono8",

@@ -39,7 +39,8 @@ from segmentation_ros.ros.inputs import (
     decode_image,
 )
 from segmentation_ros.ros.messages import decode_mask_full
-from segmentation_ros.ros.outputs import OutputContext, class_table, iter_messages
+from segmentation_ros.ros.output_table import iter_messages
+from segmentation_ros.ros.outputs import OutputContext, class_table
 from segmentation_ros.ros.visualization import class_palette, draw_overlay
 
 
