@@ -80,15 +80,15 @@ class ModelFamily:
 
     def config_to_dict(self, config: Any) -> dict[str, Any]:
         """The config as nested plain data (JSON and `weights_only` safe)."""
-        from .config import _to_plain
+        from .config_io import to_plain
 
-        return _to_plain(config)
+        return to_plain(config)
 
     def config_from_dict(self, data: dict[str, Any]) -> Any:
         """Inverse of `config_to_dict`; unknown keys raise ValueError."""
-        from .config import _from_plain
+        from .config_io import from_plain
 
-        return _from_plain(self.config_type, data, "config")
+        return from_plain(self.config_type, data, "config")
 
     def classes(self, config: Any) -> ClassTable:
         """The class table of the model's results (class id = index)."""
