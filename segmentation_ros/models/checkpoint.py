@@ -285,8 +285,7 @@ def load_for_inference(
             "architecture (set the `model` parameter / --model), e.g. yolact_resnet50"
         )
     model = build_model(model_name)
-    part, _ = family_of(model.config).official_part(model)
-    load_official_checkpoint(part, data)  # the other parts keep their initialisation
+    family_of(model.config).load_official(model, data)  # other parts keep their init
     return model.eval(), model.config
 
 

@@ -12,10 +12,10 @@ The methods (`ModelFamily`):
 - config: `config_type`, `config_to_dict` / `config_from_dict` (checkpoint "config"),
   `classes` (the `ClassTable` its results use), `network_config` (the `YolactConfig` that
   describes the network input: size and normalisation), `with_classes`, `with_input_size`;
-- weights: `build`, `official_part` (where official dbolya/yolact weights go);
+- weights: `build`, `official_part` / `load_official` (where official weights go);
 - inference: `postprocessor` -> a callable turning one image's raw outputs into the one result
   (`structures.PanopticResult`: id map + `Segments`), `postprocess_defaults`;
-- training: `training_priors`, `losses` (the hooks `train.trainer` calls);
+- training: `training_priors`, `training_losses` / `losses` (the hooks `train.trainer` calls);
 - export: `export_notes`.
 
 Adding a family is one module in `models/families/` that subclasses `ModelFamily` and calls
@@ -24,6 +24,7 @@ Adding a family is one module in `models/families/` that subclasses `ModelFamily
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -37,7 +38,7 @@ __all__ = [
     "ModelFamily",
     "PostprocessSettings",
     "Postprocessor",
-    "families",
+    "all_families",
     "family_of",
     "register_family",
 ]
@@ -117,7 +118,17 @@ class ModelFamily:
     def official_part(self, model: nn.Module) -> tuple[nn.Module, str]:
         """The submodule that takes official dbolya/yolact weights (a `Yolact`, or a backbone
         with FPN) and its key prefix in `model.state_dict()`."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{self.kind} models take no official YOLACT weights")
+
+    def load_official(self, model: nn.Module, state_dict: Any) -> nn.Module:
+        """Load an official (config-less) state dict strictly into `model`; the parts it does
+        not cover keep their initialisation. Default: official YOLACT weights into
+        `official_part` (a family with other official weights overrides this)."""
+        from .checkpoint import load_official_checkpoint
+
+        part, _ = self.official_part(model)
+        load_official_checkpoint(part, state_dict)
+        return model
 
     # -- inference ----------------------------------------------------------------------------
 
@@ -142,6 +153,22 @@ class ModelFamily:
     def training_priors(self, config: Any, device: torch.device | str) -> Tensor | None:
         """What the losses need besides outputs and targets (YOLACT: the priors), or None."""
         return None
+
+    def training_losses(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        targets: Sequence[Any],
+        priors: Tensor | None,
+        loss_config: Any,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> Any:
+        """One training forward pass and its `train.losses.Losses` (what the trainer calls).
+        Default: `losses` of `model(images)`; a model that needs the targets in its forward
+        (torchvision's detectors) overrides this."""
+        outputs = model(images)
+        return self.losses(model, outputs, targets, priors, loss_config, generator=generator)
 
     def losses(
         self,
@@ -170,7 +197,7 @@ def register_family(family: ModelFamily) -> ModelFamily:
     return family
 
 
-def families() -> tuple[ModelFamily, ...]:
+def all_families() -> tuple[ModelFamily, ...]:
     """Every registered family, in registration order."""
     _load()
     return tuple(_BY_KIND.values())
@@ -199,4 +226,4 @@ def family_of(config_or_kind: Any) -> ModelFamily:
 def _load() -> None:
     # The family modules import the architectures (and these import this module's helpers):
     # registering on first use keeps the import order free.
-    from . import families  # noqa: F401
+    importlib.import_module(f"{__package__}.families")

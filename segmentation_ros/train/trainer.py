@@ -347,9 +347,13 @@ class Trainer:
             group["lr"] = lr
         batch = batch.to(self.device, non_blocking=True)
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
-        outputs = self.model(batch.images)
-        losses = self.family.losses(
-            self.model, outputs, batch.targets, self.priors, self.loss_config, generator=generator
+        losses = self.family.training_losses(
+            self.model,
+            batch.images,
+            batch.targets,
+            self.priors,
+            self.loss_config,
+            generator=generator,
         )
         total = losses.total
         self.optimizer.zero_grad(set_to_none=True)

@@ -9,7 +9,7 @@ import torch
 
 from segmentation_ros.models import available_models, get_config
 from segmentation_ros.models.checkpoint import load_for_inference, save_checkpoint
-from segmentation_ros.models.family import PostprocessSettings, families, family_of
+from segmentation_ros.models.family import PostprocessSettings, all_families, family_of
 from segmentation_ros.pipeline import DEFAULT_CHECKPOINT
 
 THINGS = ("person", "car", "cone")
@@ -18,7 +18,7 @@ SIZE = (64, 64)
 
 
 def test_every_registered_model_belongs_to_exactly_one_family():
-    registered = families()
+    registered = all_families()
     assert [f.kind for f in registered] == ["yolact", "panoptic_yolact", "pcv"]
     for name in available_models():
         config = get_config(name)
