@@ -111,3 +111,43 @@ def test_checkpoints_without_kind_are_yolact(tmp_path):
     torch.save(data, path)
     _, loaded_config = load_for_inference(path)
     assert family_of(loaded_config).kind == "yolact" and loaded_config == config
+
+
+def test_pcv_postprocess_keeps_the_best_things_above_the_threshold():
+    """PCV on logits made from a known scene (ground-truth votes, 4 things on sky and road):
+    `max_detections` keeps the best things, the threshold drops things, stuff always stays, and
+    the pixels of dropped things become void."""
+    import torch.nn.functional as F
+
+    from segmentation_ros.models.pcv import PCV_MOBILENETV3, PCVOutputs
+    from segmentation_ros.ops.pcv_voting import assign_vote_cells
+
+    semantic = torch.zeros(24, 32, dtype=torch.int64)
+    semantic[:10] = 1  # sky above road
+    instances = torch.zeros(24, 32, dtype=torch.int64)
+    instances[2:8, 2:8], instances[12:18, 3:9] = 1, 2
+    instances[13:19, 12:18], instances[12:20, 20:28] = 3, 4
+    for i, category in {1: 2, 2: 3, 3: 4, 4: 3}.items():
+        semantic[instances == i] = category
+    votes = F.one_hot(assign_vote_cells(instances), 18).permute(2, 0, 1).float() * 20.0
+    sem = F.one_hot(semantic, 5).permute(2, 0, 1).float() * 10.0
+    family = family_of("pcv")
+    config = family.with_classes(
+        PCV_MOBILENETV3, stuff_names=("road", "sky"), thing_names=("person", "car", "cone")
+    )
+    post = family.postprocessor(family.build(config), config, input_size=(96, 128))
+    raw = PCVOutputs(votes=votes[None], semantic=sem[None])
+    every = post(raw, (48, 64), PostprocessSettings(score_threshold=0.0, max_detections=10))
+    assert int(every.segments.is_thing.sum()) == 4 and int((~every.segments.is_thing).sum()) == 2
+    two = post(raw, (48, 64), PostprocessSettings(score_threshold=0.0, max_detections=2))
+    thing_scores = every.segments.scores[every.segments.is_thing]
+    kept = two.segments.scores[two.segments.is_thing]
+    torch.testing.assert_close(kept.sort().values, thing_scores.sort().values[-2:])
+    torch.testing.assert_close(
+        two.segments.scores[~two.segments.is_thing], every.segments.scores[~every.segments.is_thing]
+    )
+    assert set(torch.unique(two.id_map).tolist()) == {0, *two.segments.ids.tolist()}
+    none = post(raw, (48, 64), PostprocessSettings(score_threshold=1.01))
+    assert not bool(none.segments.is_thing.any())
+    thing_pixels = torch.isin(every.id_map, every.segments.ids[every.segments.is_thing])
+    assert bool((none.id_map[thing_pixels] == 0).all())
