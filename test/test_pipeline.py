@@ -8,16 +8,16 @@ import pytest
 import torch
 
 from segmentation_ros.drivable import CameraModel, GridGeometry, MountPose
+from segmentation_ros.drivable.ground import pixels_to_ground
+from segmentation_ros.models.families.yolact import paint_instances
 from segmentation_ros.pipeline import (
     ClassMeta,
     FrameSettings,
     OutputRequest,
     SegmentationPipeline,
     Segments,
-    _paint_instances,
-    _renumber,
     load_model,
-    pixels_to_ground,
+    renumber,
     segment_geometry,
 )
 
@@ -53,7 +53,7 @@ def test_renumber_orders_by_score_and_drops_empty_and_filtered():
     id_map = np.array([[1, 1, 2], [3, 3, 3]], dtype=np.int32)
     segments = _segments([0.2, 0.9, 0.5, 0.7], classes=[0, 1, 2, 0])  # segment 4 has no pixel
     keep = np.array([True, True, False, True])
-    new_map, out = _renumber(id_map, segments, keep)
+    new_map, out = renumber(id_map, segments, keep)
     np.testing.assert_array_equal(out.scores, np.float32([0.9, 0.2]))
     np.testing.assert_array_equal(out.ids, [1, 2])
     np.testing.assert_array_equal(new_map, [[2, 2, 1], [0, 0, 0]])
@@ -73,7 +73,8 @@ def test_paint_instances_higher_score_wins_overlap():
         mask_scores=torch.tensor([0.7, 0.2]),
         mask_probs=probs,
     )
-    id_map, seg = _paint_instances(instances, (8, 8), 0.5)
+    painted = paint_instances(instances, 0.5).numpy()
+    id_map, seg = painted.id_map, painted.segments
     np.testing.assert_array_equal(seg.class_ids, [1, 0])
     np.testing.assert_array_equal(seg.mask_scores, np.float32([0.7, 0.2]))
     assert (id_map[2:8, 2:8] == 1).all()

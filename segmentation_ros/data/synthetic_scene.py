@@ -128,7 +128,7 @@ class Scene:
             torch.from_numpy(self.id_map.copy()),
             Segments(
                 ids=torch.from_numpy(s.ids.astype(np.int32)),
-                category_ids=torch.from_numpy(s.category_ids.astype(np.int64)),
+                class_ids=torch.from_numpy(s.category_ids.astype(np.int64)),
                 is_thing=torch.from_numpy(s.is_thing),
                 areas=torch.from_numpy(s.areas.astype(np.int64)),
                 scores=torch.ones(len(s), dtype=torch.float32),

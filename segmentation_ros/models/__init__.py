@@ -1,5 +1,6 @@
 """Pure PyTorch models: configs (frozen dataclasses) and registry, backbones, FPN, the YOLACT /
-YOLACT++ network, priors, preprocessing and checkpoint I/O. Never imports rclpy.
+YOLACT++ network, priors, preprocessing, checkpoint I/O and the model families (`family`: one
+registered object per family, looked up by config or checkpoint kind). Never imports rclpy.
 
     from segmentation_ros.models import build_model, preprocess, load_official_checkpoint
     model = load_official_checkpoint(build_model("yolact_resnet50"), "yolact_resnet50.pth")
@@ -26,6 +27,7 @@ from .config import (
     YolactConfig,
     with_input_size,
 )
+from .family import ModelFamily, PostprocessSettings, all_families, family_of, register_family
 from .outputs import PanopticYolactOutputs, YolactOutputs
 from .preprocess import preprocess
 from .priors import feature_map_sizes, make_priors, num_priors
@@ -40,9 +42,11 @@ __all__ = [
     "HeadConfig",
     "LayerSpec",
     "MaskIoUConfig",
+    "ModelFamily",
     "Normalization",
     "PanopticYolactOutputs",
     "PostprocessConfig",
+    "PostprocessSettings",
     "PriorConfig",
     "ProtonetConfig",
     "Yolact",
@@ -51,6 +55,8 @@ __all__ = [
     "available_models",
     "build_backbone_fpn",
     "build_model",
+    "all_families",
+    "family_of",
     "feature_map_sizes",
     "get_config",
     "load_checkpoint",
@@ -59,6 +65,7 @@ __all__ = [
     "num_priors",
     "preprocess",
     "read_checkpoint",
+    "register_family",
     "register_model",
     "save_checkpoint",
     "with_input_size",

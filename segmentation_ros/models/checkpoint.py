@@ -4,8 +4,9 @@ Official checkpoints (`yolact_base_54_800000.pth`, `yolact_plus_resnet50_54_8000
 plain state dicts whose key names are ours (our modules use the official names). Loading applies
 the official `Yolact.load_weights` drops, leaves out the training-only heads, then loads
 strictly; any difference raises `CheckpointError` naming the missing, unexpected and mis-shaped
-keys. Our checkpoints are a dict {"format", "kind" ("yolact" | "panoptic_yolact" | "pcv"), "config"
-(plain dict), "state_dict", "extra"}; files without "kind" are YOLACT.
+keys. Our checkpoints are a dict {"format", "kind" (the model family's name, `models.family`:
+"yolact" | "panoptic_yolact" | "pcv"), "config" (plain dict), "state_dict", "extra"}; files
+without "kind" are YOLACT. `load_for_inference` is the one way in for both kinds of file.
 Files are always read with `torch.load(path, map_location="cpu", weights_only=True)`.
 """
 
@@ -19,7 +20,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .config import YolactConfig, config_from_dict, config_to_dict
+from .config import YolactConfig
+from .family import family_of
 
 FORMAT = "segmentation_ros.yolact/1"
 
@@ -34,30 +36,10 @@ class CheckpointError(ValueError):
     """A checkpoint does not fit the model (the message lists the differing keys)."""
 
 
-def _kinds() -> dict[str, tuple[type, Any, Any]]:
-    """kind -> (config class, to_dict, from_dict); imported late (panoptic imports this module)."""
-    from .panoptic_yolact import (
-        PanopticYolactConfig,
-        panoptic_config_from_dict,
-        panoptic_config_to_dict,
-    )
-    from .pcv import PCVConfig, pcv_config_from_dict, pcv_config_to_dict
-
-    return {
-        "yolact": (YolactConfig, config_to_dict, config_from_dict),
-        "pcv": (PCVConfig, pcv_config_to_dict, pcv_config_from_dict),
-        "panoptic_yolact": (
-            PanopticYolactConfig,
-            panoptic_config_to_dict,
-            panoptic_config_from_dict,
-        ),
-    }
-
-
 class Checkpoint(NamedTuple):
     """Our checkpoint file, read: the config, the weights and the caller's extra data."""
 
-    config: Any  # YolactConfig | PanopticYolactConfig
+    config: Any  # a registered family's config (`models.family`)
     state_dict: dict[str, Tensor]
     extra: dict[str, Any]
 
@@ -233,17 +215,23 @@ def save_checkpoint(
     e.g. {"epoch": 12, "metrics": {...}}; it must load with `weights_only=True`.
     """
     config = config if config is not None else getattr(model, "config", None)
-    kind = next((k for k, (cls, _, _) in _kinds().items() if type(config) is cls), None)
-    if kind is None:
+    if config is None:
         raise ValueError("save_checkpoint needs the model's config (pass config=...)")
-    payload = {
+    torch.save(_payload(config, model.state_dict(), extra), path)
+
+
+def _payload(config: Any, state_dict: Mapping[str, Tensor], extra: Mapping[str, Any] | None):
+    try:
+        family = family_of(config)
+    except TypeError as exc:
+        raise ValueError(f"cannot save this model: {exc}") from None
+    return {
         "format": FORMAT,
-        "kind": kind,
-        "config": _kinds()[kind][1](config),
-        "state_dict": model.state_dict(),
+        "kind": family.kind,
+        "config": family.config_to_dict(config),
+        "state_dict": dict(state_dict),
         "extra": dict(extra or {}),
     }
-    torch.save(payload, path)
 
 
 def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -253,11 +241,12 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
         found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
         hint = " (official YOLACT weights: use load_official_checkpoint)"
         raise CheckpointError(f"{os.fspath(path)!r} is not a {FORMAT} checkpoint: {found!r}{hint}")
-    kind = data.get("kind", "yolact")
-    if kind not in _kinds():
-        raise CheckpointError(f"{os.fspath(path)!r}: unknown model kind {kind!r}")
     try:
-        config = _kinds()[kind][2](data["config"])
+        family = family_of(str(data.get("kind", "yolact")))
+    except ValueError as exc:
+        raise CheckpointError(f"{os.fspath(path)!r}: {exc}") from None
+    try:
+        config = family.config_from_dict(data["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise CheckpointError(f"invalid config in {os.fspath(path)!r}: {exc}") from exc
     return Checkpoint(config, dict(data["state_dict"]), dict(data.get("extra") or {}))
@@ -265,10 +254,8 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Any]:
     """Build the model saved by `save_checkpoint` and load its weights strictly."""
-    from .registry import build_model
-
     checkpoint = read_checkpoint(path)
-    model = build_model(checkpoint.config)
+    model = family_of(checkpoint.config).build(checkpoint.config)
     _load_strict(model, checkpoint.state_dict, assign=False)
     return model, checkpoint.config
 
@@ -276,27 +263,29 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Any]:
 def load_for_inference(
     path: str | os.PathLike, model_name: str | None = None
 ) -> tuple[nn.Module, Any]:
-    """Our checkpoint (it names its own model) or an official one (then `model_name` says which
-    registered architecture it is). Returns the model in eval mode and its config."""
-    data = _read(path)
-    if isinstance(data, Mapping) and data.get("format") == FORMAT:
-        model, config = load_checkpoint(path)
-        if model_name is not None and model_name != config.name:
-            raise CheckpointError(
-                f"{os.fspath(path)!r} holds model {config.name!r}, not {model_name!r}"
-            )
-        return model.eval(), config
-    if model_name is None:
-        raise CheckpointError(
-            f"{os.fspath(path)!r} is an official-layout state dict: name its model (e.g. "
-            "yolact_resnet50)"
-        )
+    """The one way to load a model file: ours (it names its own model; `model_name`, when
+    given, must agree) or official YOLACT weights (a bare state dict: `model_name` names the
+    registered architecture, whose family says where the weights go). Returns the model in eval
+    mode and its config; CheckpointError (a ValueError) says what to change."""
     from .registry import build_model
 
+    where = os.fspath(path)
+    data = _read(path)
+    if isinstance(data, Mapping) and "format" in data:
+        model, config = load_checkpoint(path)
+        if model_name and model_name != config.name:
+            raise CheckpointError(
+                f"checkpoint {where!r} holds model {config.name!r}, not {model_name!r}: set model "
+                f"to {config.name!r} (or leave it empty), or use another checkpoint"
+            )
+        return model.eval(), config
+    if not model_name:
+        raise CheckpointError(
+            f"{where!r} holds bare weights (official YOLACT?) without a config: name its "
+            "architecture (set the `model` parameter / --model), e.g. yolact_resnet50"
+        )
     model = build_model(model_name)
-    # A panoptic model takes official YOLACT weights into its YOLACT part (the semantic head
-    # stays as initialised).
-    load_official_checkpoint(getattr(model, "yolact", model), data)
+    family_of(model.config).load_official(model, data)  # other parts keep their init
     return model.eval(), model.config
 
 
@@ -307,31 +296,14 @@ def export_for_inference(
     (no optimizer state), floating-point weights stored as float16 when `half` (they load back
     into float32 modules; BatchNorm statistics and integer buffers keep their dtype)."""
     checkpoint = read_checkpoint(source)
-    model = _build(checkpoint.config)
+    model = family_of(checkpoint.config).build(checkpoint.config)
     _load_strict(model, checkpoint.state_dict, assign=False)
-    if half:
-        state = {
-            key: value.half() if value.is_floating_point() and "running_" not in key else value
-            for key, value in model.state_dict().items()
-        }
-        payload = {
-            "format": FORMAT,
-            "kind": next(k for k, (c, _, _) in _kinds().items() if type(checkpoint.config) is c),
-            "config": _kinds_to_dict(checkpoint.config),
-            "state_dict": state,
-            "extra": {"exported_from": os.path.basename(os.fspath(source)), "float16": True},
-        }
-        torch.save(payload, target)
-    else:
+    if not half:
         save_checkpoint(target, model, checkpoint.config, {"exported_from": os.fspath(source)})
-
-
-def _build(config: Any) -> nn.Module:
-    from .registry import build_model
-
-    return build_model(config)
-
-
-def _kinds_to_dict(config: Any) -> dict[str, Any]:
-    kind = next(k for k, (cls, _, _) in _kinds().items() if type(config) is cls)
-    return _kinds()[kind][1](config)
+        return
+    state = {
+        key: value.half() if value.is_floating_point() and "running_" not in key else value
+        for key, value in model.state_dict().items()
+    }
+    extra = {"exported_from": os.path.basename(os.fspath(source)), "float16": True}
+    torch.save(_payload(checkpoint.config, state, extra), target)

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from . import config as _cfg
 from .config import Normalization, YolactConfig
+from .config_io import from_plain, to_plain
 from .outputs import PanopticYolactOutputs, YolactOutputs
 from .semantic_head import NORMS, SemanticHead
 from .yolact import Yolact
@@ -171,12 +172,12 @@ def with_classes(
 
 def panoptic_config_to_dict(config: PanopticYolactConfig) -> dict[str, Any]:
     """The config as nested plain data (JSON and `weights_only` safe)."""
-    return _cfg._to_plain(config)
+    return to_plain(config)
 
 
 def panoptic_config_from_dict(data: dict[str, Any]) -> PanopticYolactConfig:
     """Inverse of `panoptic_config_to_dict`; unknown keys raise ValueError."""
-    return _cfg._from_plain(PanopticYolactConfig, data, "config")
+    return from_plain(PanopticYolactConfig, data, "config")
 
 
 class PanopticYolact(nn.Module):

@@ -29,6 +29,7 @@ from segmentation_ros.ops.pcv_voting import VoteConfig
 
 from . import config as _cfg
 from .config import Normalization, YolactConfig
+from .config_io import from_plain, to_plain
 from .panoptic_yolact import COCO_PANOPTIC_STUFF, SemanticHeadConfig
 from .semantic_head import NORMS, SemanticHead
 from .yolact import BackboneWithFPN, build_backbone_fpn
@@ -237,12 +238,12 @@ def pcv_with_classes(
 
 def pcv_config_to_dict(config: PCVConfig) -> dict[str, Any]:
     """The config as nested plain data (JSON and `weights_only` safe)."""
-    return _cfg._to_plain(config)
+    return to_plain(config)
 
 
 def pcv_config_from_dict(data: dict[str, Any]) -> PCVConfig:
     """Inverse of `pcv_config_to_dict`; unknown keys raise ValueError."""
-    return _cfg._from_plain(PCVConfig, data, "config")
+    return from_plain(PCVConfig, data, "config")
 
 
 class PCVModel(nn.Module):

@@ -1,5 +1,6 @@
-"""Model registry: a name -> a function returning its config (`YolactConfig` or
-`PanopticYolactConfig`); the config's type decides the network class.
+"""Model registry: a name -> a function returning its config (`YolactConfig`,
+`PanopticYolactConfig` or `PCVConfig`); the config's model family (`models.family`) builds the
+network.
 
     from segmentation_ros.models.registry import build_model
     model = build_model("yolact_resnet50")                       # official layout, random init
@@ -21,18 +22,12 @@ from . import config as _cfg
 from . import panoptic_yolact as _pan
 from . import pcv as _pcv
 from .config import YolactConfig
-from .panoptic_yolact import PanopticYolact, PanopticYolactConfig
-from .pcv import PCVConfig, PCVModel
+from .family import family_of
+from .panoptic_yolact import PanopticYolactConfig
+from .pcv import PCVConfig
 from .yolact import Yolact
 
 ModelConfig = YolactConfig | PanopticYolactConfig | PCVConfig
-
-# Config type -> network class (each has `from_config`).
-ARCHITECTURES: dict[type, type] = {
-    YolactConfig: Yolact,
-    PanopticYolactConfig: PanopticYolact,
-    PCVConfig: PCVModel,
-}
 
 _REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
 
@@ -72,14 +67,11 @@ def build_model(name_or_config: str | ModelConfig, **config_overrides: object) -
     `fpn`, ...), applied with `dataclasses.replace`; nested changes take a replaced sub-config,
     e.g. `fpn=dataclasses.replace(cfg.fpn, num_features=128)`.
     """
-    if isinstance(name_or_config, tuple(ARCHITECTURES)):
-        config = name_or_config
-    elif isinstance(name_or_config, str):
+    if isinstance(name_or_config, str):
         config = get_config(name_or_config)
     else:
-        raise TypeError(
-            f"expected a model name or a model config, got {type(name_or_config).__name__}"
-        )
+        config = name_or_config
+        family_of(config)  # TypeError naming the config types for anything else
     if config_overrides:
         fields = {f.name for f in dataclasses.fields(config)}
         unknown = sorted(set(config_overrides) - fields)
@@ -88,7 +80,7 @@ def build_model(name_or_config: str | ModelConfig, **config_overrides: object) -
                 f"unknown {type(config).__name__} fields {unknown}; fields: {sorted(fields)}"
             )
         config = dataclasses.replace(config, **config_overrides)
-    return ARCHITECTURES[type(config)].from_config(config)
+    return family_of(config).build(config)
 
 
 @register_model("yolact_base")

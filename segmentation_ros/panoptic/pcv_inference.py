@@ -35,8 +35,7 @@ from segmentation_ros.ops.pcv_voting import (
     pcv_backproject,
     vote_cells,
 )
-
-from .result import PanopticResult, Segments
+from segmentation_ros.structures import PanopticResult, Segments
 
 UNCLAIMED_THINGS = ("void", "stuff")
 
@@ -212,9 +211,9 @@ def pcv_panoptic(
     remap[1:][keep] = torch.arange(1, n_keep + 1, device=device)
     segments = Segments(
         ids=torch.arange(1, n_keep + 1, dtype=torch.int32, device=device),
-        category_ids=category_ids[keep],
+        class_ids=category_ids[keep],
         is_thing=is_thing[keep],
-        areas=areas[keep],
         scores=scores[keep],
+        areas=areas[keep],
     )
     return PanopticResult(remap[id_map].to(torch.int32), segments)

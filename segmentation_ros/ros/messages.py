@@ -15,30 +15,7 @@ from sensor_msgs.msg import RegionOfInterest
 
 from segmentation_ros.msg import ClassInfo, ClassInfoArray, SegmentationResult, SegmentedObject
 from segmentation_ros.ros.image_codec import to_uint8_array
-
-
-@dataclass(frozen=True)
-class ClassTable:
-    """A model's classes, indexed by class id.
-
-    names: class names; colors: [C, 3] uint8 RGB; is_thing, drivable: [C] bool.
-    """
-
-    names: tuple[str, ...]
-    colors: np.ndarray
-    is_thing: np.ndarray
-    drivable: np.ndarray
-
-    def __post_init__(self):
-        n = len(self.names)
-        if self.colors.shape != (n, 3):
-            raise ValueError(f"colors must be [{n}, 3] for {n} classes, got {self.colors.shape}")
-        for field in ("is_thing", "drivable"):
-            if getattr(self, field).shape != (n,):
-                raise ValueError(f"{field} must have {n} entries, got {getattr(self, field).shape}")
-
-    def __len__(self) -> int:
-        return len(self.names)
+from segmentation_ros.structures import ClassTable  # the library's class table, carried here
 
 
 def encode_mask(mask: np.ndarray):

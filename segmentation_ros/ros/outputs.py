@@ -9,6 +9,7 @@ with one copy (`image_codec.numpy_to_image`); no per-pixel Python.
 from __future__ import annotations
 
 import array
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,28 +19,20 @@ from std_msgs.msg import Header
 
 from segmentation_ros.drivable import DrivabilityTable, GridGeometry
 from segmentation_ros.ros.image_codec import numpy_to_image
-from segmentation_ros.ros.messages import ClassTable, make_class_info, make_object, make_result
+from segmentation_ros.ros.messages import make_class_info, make_object, make_result
 from segmentation_ros.ros.visualization import class_palette, draw_overlay, make_markers
+from segmentation_ros.structures import ClassTable
 
 if TYPE_CHECKING:  # torch-free at run time: the output table and the parameters import this
-    from segmentation_ros.pipeline import ClassMeta, FrameResult
+    from segmentation_ros.pipeline import FrameResult
 
 
-def class_table(classes: ClassMeta, drivability: DrivabilityTable | str) -> ClassTable:
-    """The message-side class table: names, palette colours, thing flags, drivable flags (all
-    False when the model has no drivable classes)."""
+def class_table(classes: ClassTable, drivability: DrivabilityTable | str) -> ClassTable:
+    """The model's class table with palette colours and drivable flags (all False when the
+    model has no drivable classes)."""
     n = len(classes)
-    drivable = (
-        np.array(drivability.drivable, dtype=bool)
-        if isinstance(drivability, DrivabilityTable)
-        else np.zeros(n, dtype=bool)
-    )
-    return ClassTable(
-        names=classes.names,
-        colors=class_palette(n),
-        is_thing=np.array(classes.is_thing, dtype=bool),
-        drivable=drivable,
-    )
+    drivable = drivability.drivable if isinstance(drivability, DrivabilityTable) else (False,) * n
+    return dataclasses.replace(classes, colors=class_palette(n), drivable=drivable)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,16 @@
-"""segmentation-ros-predict: run a YOLACT model on image files.
+"""segmentation-ros-predict: run a model of any family on image files, through the pipeline the
+node runs.
 
     segmentation-ros-predict --model yolact_resnet50 --checkpoint yolact_resnet50_54_800000.pth \
         --output-dir out/ image1.jpg image2.png
 
-For each image writes <stem>.npz (boxes [N,4] float32 x1y1x2y2 pixels, scores [N], mask_scores
-[N], classes [N] int64 indices into the model's class list, masks [N,H,W] bool at the image's
-size, class_names) and <stem>.png with the masks, boxes and labels drawn.
+For each image writes <stem>.npz and <stem>.png (masks, boxes and labels drawn). The npz holds
+the things (detections), in decreasing score order: boxes [N, 4] float32 x1y1x2y2 pixels,
+scores [N], mask_scores [N], classes [N] int64 indices into class_names, masks [N, H, W] bool
+at the image's size (non-overlapping: where detections overlap, the higher score keeps the
+pixel), class_names. Models with stuff classes (panoptic YOLACT, PCV) also write the panoptic
+segmentation: id_map [H, W] int32 (0 = void) and, per segment, segment_ids, segment_classes,
+segment_is_thing and segment_scores.
 """
 
 from __future__ import annotations
@@ -18,12 +23,16 @@ import cv2
 import numpy as np
 import torch
 
-from segmentation_ros.models.checkpoint import CheckpointError, load_for_inference
-from segmentation_ros.models.preprocess import preprocess
-from segmentation_ros.postprocess import YolactPostprocessParams, postprocess_yolact
-from segmentation_ros.runtime.backends import BackendUnavailable, build_backend
+from segmentation_ros.models.checkpoint import CheckpointError
+from segmentation_ros.pipeline import (
+    FrameResult,
+    FrameSettings,
+    OutputRequest,
+    SegmentationPipeline,
+    load_model,
+)
+from segmentation_ros.runtime.backends import BackendUnavailable
 from segmentation_ros.runtime.cache import ArtifactCacheError
-from segmentation_ros.structures import Instances
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,24 +56,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def draw(image_rgb: np.ndarray, instances: Instances, class_names) -> np.ndarray:
-    """Masks blended in per-instance colours, boxes and 'label score' captions (RGB)."""
+def draw(image_rgb: np.ndarray, result: FrameResult, class_names) -> np.ndarray:
+    """Segments blended in per-segment colours, thing boxes and 'label score' captions (RGB)."""
+    seg = result.segments
+    colors = np.random.default_rng(0).integers(60, 255, (len(seg) + 1, 3))
+    tint = colors[result.id_map - 1]
+    covered = result.id_map > 0
     canvas = image_rgb.astype(np.float32)
-    masks = instances.full_masks().cpu().numpy()
-    rng = np.random.default_rng(0)
-    colors = rng.integers(60, 255, (max(len(instances), 1), 3))
-    for mask, color in zip(masks[::-1], colors[: len(masks)][::-1]):  # best on top
-        canvas[mask] = 0.45 * canvas[mask] + 0.55 * color
+    canvas[covered] = 0.45 * canvas[covered] + 0.55 * tint[covered]
     canvas = canvas.astype(np.uint8)
-    for box, cls, score, color in zip(
-        instances.boxes.cpu().numpy(), instances.classes.tolist(), instances.scores.tolist(), colors
-    ):
-        x1, y1, x2, y2 = (int(round(v)) for v in box)
-        cv2.rectangle(canvas, (x1, y1), (x2, y2), tuple(int(c) for c in color), 2)
-        label = f"{class_names[cls]} {score:.2f}"
+    for i in np.flatnonzero(seg.is_thing):
+        x1, y1, x2, y2 = (int(round(v)) for v in seg.boxes[i])
+        color = tuple(int(c) for c in colors[i])
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), color, 2)
+        label = f"{class_names[seg.class_ids[i]]} {seg.scores[i]:.2f}"
         cv2.putText(canvas, label, (x1, max(y1 - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.45,
                     (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
     return canvas
+
+
+def arrays(result: FrameResult, class_names: tuple[str, ...], panoptic: bool) -> dict:
+    """The npz contents of one result (see the module docstring)."""
+    seg = result.segments
+    things = seg[seg.is_thing]
+    out = {
+        "boxes": things.boxes.astype(np.float32),
+        "scores": things.scores.astype(np.float32),
+        "mask_scores": things.mask_scores.astype(np.float32),
+        "classes": things.class_ids.astype(np.int64),
+        "masks": result.id_map[None] == things.ids[:, None, None],
+        "class_names": np.array(class_names),
+    }
+    if panoptic:
+        out |= {
+            "id_map": result.id_map.astype(np.int32),
+            "segment_ids": seg.ids.astype(np.int32),
+            "segment_classes": seg.class_ids.astype(np.int64),
+            "segment_is_thing": seg.is_thing.astype(bool),
+            "segment_scores": seg.scores.astype(np.float32),
+        }
+    return out
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -74,21 +105,31 @@ def read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def _pipeline(args: argparse.Namespace) -> tuple[SegmentationPipeline, FrameSettings]:
+    loaded = load_model(args.checkpoint, args.model or "")
+    defaults = loaded.family.postprocess_defaults(loaded.config)
+    settings = FrameSettings(
+        score_threshold=defaults.score_threshold
+        if args.score_threshold is None
+        else args.score_threshold,
+        nms_threshold=defaults.nms_threshold,
+        mask_threshold=defaults.mask_threshold,
+        max_detections=defaults.max_detections
+        if args.max_detections is None
+        else args.max_detections,
+        nms=args.nms,
+    )
+    pipeline = SegmentationPipeline(loaded, backend=args.backend, engine_path=args.onnx)
+    return pipeline, settings
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        model, config = load_for_inference(args.checkpoint, args.model)
-        overrides = {"nms": args.nms}
-        if args.score_threshold is not None:
-            overrides["score_threshold"] = args.score_threshold
-        if args.max_detections is not None:
-            overrides["max_detections"] = args.max_detections
-        params = YolactPostprocessParams.from_config(config.postprocess, **overrides)
+        pipeline, settings = _pipeline(args)
         args.output_dir.mkdir(parents=True, exist_ok=True)
-        backend = build_backend(args.backend, model, artifact_path=args.onnx,
-                                input_size=config.input_size)  # fmt: skip
     except (
         CheckpointError,
         FileNotFoundError,
@@ -98,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     ) as error:
         print(f"segmentation-ros-predict: {error}", file=sys.stderr)
         return 2
+    names = pipeline.classes.names
+    panoptic = pipeline.classes.num_stuff > 0
     failures = 0
     for path in args.images:
         try:
@@ -106,25 +149,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"segmentation-ros-predict: {error}", file=sys.stderr)
             failures += 1
             continue
-        outputs = backend.infer(preprocess(image, config))
-        (instances,) = postprocess_yolact(
-            outputs, model.priors, image_size=image.shape[:2], params=params,
-            mask_iou_head=model.mask_iou_head,
-        )  # fmt: skip
-        np.savez_compressed(
-            args.output_dir / f"{path.stem}.npz",
-            boxes=instances.boxes.numpy().astype(np.float32),
-            scores=instances.scores.numpy(),
-            mask_scores=instances.mask_scores.numpy(),
-            classes=instances.classes.numpy().astype(np.int64),
-            masks=instances.full_masks().numpy(),
-            class_names=np.array(config.class_names),
-        )
-        drawing = draw(image, instances, config.class_names)
-        cv2.imwrite(
-            str(args.output_dir / f"{path.stem}.png"), cv2.cvtColor(drawing, cv2.COLOR_RGB2BGR)
-        )
-        print(f"{path}: {len(instances)} detections")
+        result = pipeline.process(image, OutputRequest(objects=True), settings)
+        np.savez_compressed(args.output_dir / f"{path.stem}.npz", **arrays(result, names, panoptic))
+        drawing = cv2.cvtColor(draw(image, result, names), cv2.COLOR_RGB2BGR)
+        cv2.imwrite(str(args.output_dir / f"{path.stem}.png"), drawing)
+        print(f"{path}: {int(result.segments.is_thing.sum())} detections, {len(result.segments)} "
+              "segments")  # fmt: skip
     return 1 if failures else 0
 
 

@@ -1,4 +1,5 @@
-"""`segmentation-ros-train`: train (or fine-tune, or resume) a YOLACT / panoptic YOLACT model.
+"""`segmentation-ros-train`: train (or fine-tune, or resume) a model of any registered family
+(YOLACT / YOLACT++, panoptic YOLACT, PCV).
 
     segmentation-ros-train --model NAME --data SPEC --out DIR --steps N --batch-size B --lr LR
                            [--device cpu|cuda] [--resume CKPT] [--finetune-official PTH]
@@ -47,7 +48,7 @@ def _size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segmentation-ros-train",
-        description="Train a YOLACT / YOLACT++ / panoptic YOLACT model.",
+        description="Train a YOLACT / YOLACT++ / panoptic YOLACT / PCV model.",
     )
     p.add_argument("--model", default="", help="architecture name (optional with --resume)")
     p.add_argument("--data", required=True, help=f"data set: {' | '.join(DATA_SPECS)}")
@@ -80,9 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _categories_of(config) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(stuff names, thing names) a resumed model predicts, to map a data set by name."""
-    stuff = tuple(getattr(config, "stuff_names", ()))
-    things = tuple(getattr(config, "thing_names", getattr(config, "class_names", ())))
-    return stuff, things
+    from segmentation_ros.models.family import family_of
+
+    classes = family_of(config).classes(config)
+    kinds = tuple(zip(classes.names, classes.is_thing))
+    return tuple(n for n, t in kinds if not t), tuple(n for n, t in kinds if t)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from segmentation_ros.models.checkpoint import CheckpointError, official_state_dict
+from segmentation_ros.models.family import family_of
 
 __all__ = ["FinetuneReport", "load_for_finetuning"]
 
@@ -65,8 +66,9 @@ class FinetuneReport:
 def load_for_finetuning(
     model: nn.Module, path_or_state_dict: str | os.PathLike | Mapping[str, Tensor]
 ) -> FinetuneReport:
-    """Load official YOLACT weights into `model` where names and shapes agree: a `Yolact`, a
-    `PanopticYolact` (its `.yolact`) or a `PCVModel` (its `.backbone_fpn`: backbone and FPN).
+    """Load official YOLACT weights into `model` where names and shapes agree, in the part its
+    family names (`ModelFamily.official_part`: a `Yolact`, a `PanopticYolact`'s `.yolact`, a
+    `PCVModel`'s backbone and FPN).
 
     The official `load_weights` drops are applied first (old backbone names, surplus FPN
     downsample layers, training-only heads). Raises CheckpointError if the file is not a state
@@ -85,12 +87,7 @@ def load_for_finetuning(
         raise CheckpointError("expected a state dict of tensors (official YOLACT weights)")
     if "format" in state or "state_dict" in state:
         raise CheckpointError("this is a segmentation_ros checkpoint, not official weights")
-    if hasattr(model, "yolact"):  # panoptic YOLACT: the YOLACT part
-        target, prefix = model.yolact, "yolact."
-    elif hasattr(model, "backbone_fpn"):  # PCV: backbone and FPN only
-        target, prefix = model.backbone_fpn, "backbone_fpn."
-    else:
-        target, prefix = model, ""
+    target, prefix = family_of(model.config).official_part(model)
     mapped = official_state_dict(state, target.fpn.num_downsample, target.fpn.use_conv_downsample)
     mapped = {prefix + k: v for k, v in mapped.items()}
     own = model.state_dict()

@@ -5,26 +5,24 @@
     model = build_training_model("pcv_mobilenetv3", dataset.categories)
 
 YOLACT models take the data set's thing classes; panoptic YOLACT and PCV also its stuff classes
-(their semantic heads predict S + T, stuff first). Every model is randomly initialised
-(fine-tune official weights with `train.finetune.load_for_finetuning`).
+(their semantic heads predict S + T, stuff first): the model's family decides
+(`models.family.ModelFamily.with_classes`). Every model is randomly initialised (fine-tune
+official weights with `train.finetune.load_for_finetuning`).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from torch import nn
 
 from segmentation_ros.data.datasets import CategoryMapping
 from segmentation_ros.models import registry
-from segmentation_ros.models.config import YolactConfig, with_input_size
-from segmentation_ros.models.panoptic_yolact import PanopticYolactConfig, with_classes
+from segmentation_ros.models.family import family_of
 
 __all__ = [
     "build_from_config",
     "build_training_model",
-    "detector_config",
     "find_config",
     "training_model_names",
 ]
@@ -41,18 +39,8 @@ def find_config(name: str) -> Any:
 
 
 def build_from_config(config: Any) -> nn.Module:
-    """A randomly initialised model for a `YolactConfig`, `PanopticYolactConfig` or
-    `PCVConfig`."""
-    return registry.build_model(config)
-
-
-def detector_config(config: Any) -> YolactConfig | None:
-    """The YOLACT part of a model config (its priors), None for a model without one (PCV)."""
-    if isinstance(config, YolactConfig):
-        return config
-    if isinstance(config, PanopticYolactConfig):
-        return config.yolact
-    return None
+    """A randomly initialised model for a registered family's config."""
+    return family_of(config).build(config)
 
 
 def build_training_model(
@@ -66,26 +54,11 @@ def build_training_model(
     input_size: (height, width) of the network input; default the config's. YOLACT anchor
     scales follow the input size (`models.config.with_input_size`).
     """
-    from segmentation_ros.models.pcv import PCVConfig, pcv_with_classes
-
     config = find_config(name_or_config) if isinstance(name_or_config, str) else name_or_config
-    size = None if input_size is None else tuple(input_size)
-    if isinstance(config, YolactConfig):
-        config = dataclasses.replace(config, class_names=categories.thing_names)
-        if size is not None:
-            config = with_input_size(config, size)
-    elif isinstance(config, PanopticYolactConfig):
-        config = with_classes(
-            config, stuff_names=categories.stuff_names, thing_names=categories.thing_names
-        )
-        if size is not None:
-            config = dataclasses.replace(config, yolact=with_input_size(config.yolact, size))
-    elif isinstance(config, PCVConfig):
-        config = pcv_with_classes(
-            config, stuff_names=categories.stuff_names, thing_names=categories.thing_names
-        )
-        if size is not None:
-            config = dataclasses.replace(config, network=with_input_size(config.network, size))
-    else:
-        raise TypeError(f"expected a model name or config, got {type(config).__name__}")
-    return build_from_config(config)
+    family = family_of(config)  # TypeError naming the config types
+    config = family.with_classes(
+        config, stuff_names=categories.stuff_names, thing_names=categories.thing_names
+    )
+    if input_size is not None:
+        config = family.with_input_size(config, tuple(input_size))
+    return family.build(config)

@@ -1,5 +1,6 @@
-"""The training loop: YOLACT / YOLACT++ / panoptic YOLACT on any `PanopticSample` data set, on
-the CPU or CUDA (the device is an argument; data and priors follow the model's device).
+"""The training loop: any registered model family (YOLACT / YOLACT++, panoptic YOLACT, PCV; the
+family gives the targets and losses) on any `PanopticSample` data set, on the CPU or CUDA (the
+device is an argument; data and priors follow the model's device).
 
     trainer = Trainer(model, dataset, out_dir="runs/a", config=TrainConfig(steps=2000))
     trainer.fit()                         # prints a progress line every `log_every` steps
@@ -44,9 +45,8 @@ from segmentation_ros.data.transforms import (
     collate,
     default_augmentation,
 )
-from segmentation_ros.models.priors import make_priors
-from segmentation_ros.train.losses import LossConfig, Losses, model_losses
-from segmentation_ros.train.models import detector_config
+from segmentation_ros.models.family import family_of
+from segmentation_ros.train.losses import LossConfig, Losses
 
 __all__ = [
     "CSV_FIELDS",
@@ -276,12 +276,9 @@ class Trainer:
         self.training_set = TrainingSet(
             dataset, TrainTransform(self.model_config, augmentation), seed=config.seed
         )
-        detector = detector_config(self.model_config)
-        self.priors = (
-            None
-            if detector is None
-            else make_priors(detector, self.model_config.input_size, device=self.device)
-        )
+        #: The model's family: its training targets and losses.
+        self.family = family_of(self.model_config)
+        self.priors = self.family.training_priors(self.model_config, self.device)
         self.optimizer = self._make_optimizer()
         self.step = 0
         self.skipped_steps = 0
@@ -350,9 +347,13 @@ class Trainer:
             group["lr"] = lr
         batch = batch.to(self.device, non_blocking=True)
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
-        outputs = self.model(batch.images)
-        losses = model_losses(
-            self.model, outputs, batch.targets, self.priors, self.loss_config, generator=generator
+        losses = self.family.training_losses(
+            self.model,
+            batch.images,
+            batch.targets,
+            self.priors,
+            self.loss_config,
+            generator=generator,
         )
         total = losses.total
         self.optimizer.zero_grad(set_to_none=True)
@@ -394,7 +395,8 @@ class Trainer:
                     last = {n: float(v.detach()) for n, v in losses.items()}
                     last["total"] = float(losses.total.detach())
                     row.update({k: f"{v:.6g}" for k, v in last.items()})
-                    row["num_positives"] = int(losses.num_positives)
+                    if losses.num_positives is not None:  # PCV has no positive priors
+                        row["num_positives"] = int(losses.num_positives)
                 writer.writerow(row)
                 if c.log_every and (self.step % c.log_every == 0 or self.step == c.steps):
                     f.flush()

@@ -101,7 +101,7 @@ def test_writer_stores_our_panoptic_result(tmp_path):
         id_map,
         Segments(
             ids=torch.tensor([1, 2], dtype=torch.int32),
-            category_ids=torch.tensor([1, 0]),  # ours: 0 = road (stuff), 1 = person (thing)
+            class_ids=torch.tensor([1, 0]),  # ours: 0 = road (stuff), 1 = person (thing)
             is_thing=torch.tensor([True, False]),
             areas=torch.tensor([2, 3]),
             scores=torch.tensor([0.9, 0.8]),

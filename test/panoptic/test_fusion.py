@@ -200,6 +200,38 @@ def test_fuse_instances_converts_mask_probs_to_logits():
     torch.testing.assert_close(res.id_map, EXPECTED)
 
 
+def test_fusion_returns_the_detection_of_every_kept_instance():
+    """A detection that wins no pixel is dropped; the kept ones say which detection they are.
+
+    Detection 0 (C) is a t0 box on pixel (3, 0) with mask logit -8: its panoptic logit there is
+    X[t0] - 8 = -10 < s1 0.5, so it owns no pixel and is dropped. C has A's class and score, so
+    class and score alone cannot tell them apart. A and B are detections 1 and 2: the id map is
+    EXPECTED (C does not change the unknown logit, which clamps the covering logit at 0)."""
+    x, boxes, classes, scores, y = _scene()
+    boxes = torch.cat([torch.tensor([[0.0, 3.0, 1.0, 4.0]]), boxes])
+    classes = torch.cat([torch.tensor([0]), classes])
+    scores = torch.cat([torch.tensor([0.9]), scores])
+    y = torch.cat([torch.full((1, 4, 6), -8.0), y])
+    inst = Instances(
+        image_size=(4, 6),
+        boxes=boxes,
+        scores=scores,
+        mask_scores=torch.tensor([0.5, 0.7, 0.6]),
+        classes=classes,
+        mask_probs=torch.sigmoid(y),
+    )
+    res = fuse_instances(inst, x, num_stuff=S, min_thing_area=0, min_stuff_area=0)
+    torch.testing.assert_close(res.id_map, EXPECTED)
+    assert res.detections.tolist() == [-1, -1, 1, 2]  # s0, s1, A, B
+    seg = res.segments
+    torch.testing.assert_close(seg.boxes[2:], boxes[1:])
+    torch.testing.assert_close(seg.mask_scores[2:], torch.tensor([0.7, 0.6]))
+    assert torch.isnan(seg.boxes[:2]).all()  # stuff has no detection box
+    # panoptic_fusion (no Instances) gives the same indices.
+    direct = _fuse(x, boxes, classes, scores, torch.logit(torch.sigmoid(y), eps=1e-4))
+    assert direct.detections.tolist() == [-1, -1, 1, 2]
+
+
 def test_fuse_instances_empty():
     x = _scene()[0]
     res = fuse_instances(Instances.empty((8, 12)), x, num_stuff=S, min_stuff_area=0)
@@ -238,7 +270,7 @@ def test_clear_errors(change, error, match):
 @pytest.mark.parametrize(("num_stuff", "unknown"), [(3, True), (3, False), (0, False)])
 def test_fast_logits_upsampling_equals_full_interpolation(image_size, num_stuff, unknown):
     """The 'logits' mode interpolates only near coarse borders; it must equal the brute force."""
-    from segmentation_ros.panoptic import fusion
+    from segmentation_ros.panoptic import fusion, fusion_upsample
 
     gen = torch.Generator().manual_seed(0)
     sem = torch.nn.functional.interpolate(
@@ -251,6 +283,6 @@ def test_fast_logits_upsampling_equals_full_interpolation(image_size, num_stuff,
     classes = torch.randint(0, 7 - num_stuff, (n,), generator=gen)
     y = torch.randn(n, 30, 40, generator=gen) * 2
     logits = fusion._panoptic_logits(sem, boxes, classes, y, num_stuff, image_size, unknown)
-    fast = fusion._upsampled_argmax(logits, logits.argmax(0), boxes, num_stuff, image_size)
-    ref = fusion._argmax_full_resolution(logits, boxes, num_stuff, n, image_size)
+    fast = fusion_upsample.upsampled_argmax(logits, logits.argmax(0), boxes, num_stuff, image_size)
+    ref = fusion_upsample.argmax_full_resolution(logits, boxes, num_stuff, n, image_size)
     torch.testing.assert_close(fast, ref)

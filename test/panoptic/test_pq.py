@@ -203,7 +203,7 @@ def test_accepts_torch_result_segments_for_predictions():
     gt_segs = segs((1, PERSON, 0), (2, CAR, 0), (3, ROAD, 0))
     pred = Segments(
         ids=torch.tensor([1, 2, 3], dtype=torch.int32),
-        category_ids=torch.tensor([PERSON, CAR, ROAD]),
+        class_ids=torch.tensor([PERSON, CAR, ROAD]),
         is_thing=torch.tensor([True, True, False]),
         areas=torch.tensor([4, 6, 10]),
         scores=torch.ones(3),

@@ -99,4 +99,7 @@ def test_class_table_round_trip_and_validation():
     np.testing.assert_array_equal(back.is_thing, table.is_thing)
     np.testing.assert_array_equal(back.drivable, table.drivable)
     with pytest.raises(ValueError, match="colors"):
-        ClassTable(("a",), np.zeros((2, 3), np.uint8), np.zeros(1, bool), np.zeros(1, bool))
+        ClassTable(
+            ("a",), colors=np.zeros((2, 3), np.uint8), is_thing=np.zeros(1, bool),
+            drivable=np.zeros(1, bool),
+        )  # fmt: skip

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .ops.mask_assembly import render_masks
+from segmentation_ros.ops.mask_assembly import render_masks
 
 __all__ = ["CompactMasks", "Instances"]
 

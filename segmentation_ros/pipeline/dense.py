@@ -1,0 +1,132 @@
+"""The outputs of a frame beyond its segments: semantic and confidence maps, the drivable mask
+and grid, the class filter, object geometry and ground positions. Numpy only; one
+`DenseOutputs` per model (it caches the drivability of class lists and the ground projectors).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from segmentation_ros.drivable import (
+    DEFAULT_DRIVABLE_NAMES,
+    CameraModel,
+    DrivabilityTable,
+    ProjectorCache,
+    drivable_mask,
+)
+from segmentation_ros.drivable.ground import ground_contacts
+from segmentation_ros.structures import ClassTable, Segments, segment_geometry, void_label
+
+from .results import FrameResult, Timings, renumber
+from .settings import FrameSettings, OutputRequest
+
+__all__ = ["DenseOutputs"]
+
+
+class DenseOutputs:
+    """Segments of one frame -> a `FrameResult` with what `OutputRequest` asks for.
+
+    classes: the model's class table. model_name: named in the notes.
+    """
+
+    def __init__(self, classes: ClassTable, model_name: str) -> None:
+        self.classes = classes
+        self.model_name = model_name
+        self.void = void_label(len(classes))
+        self._projectors = ProjectorCache(stride=2)
+        self._drivability: dict[tuple[str, ...], DrivabilityTable | str] = {}
+
+    def drivability(self, drivable_classes: tuple[str, ...] = ()) -> DrivabilityTable | str:
+        """The drivability of the model's classes, or the reason there is none (a model without
+        surface classes, or names that match none of them)."""
+        key = tuple(drivable_classes)
+        if key not in self._drivability:
+            classes = self.classes
+            try:
+                self._drivability[key] = DrivabilityTable.from_names(
+                    classes.names, classes.is_thing, key or DEFAULT_DRIVABLE_NAMES
+                )
+            except ValueError as error:
+                why = "it has no stuff (surface) classes" if not classes.num_stuff else str(error)
+                self._drivability[key] = f"no drivable mask for model {self.model_name}: {why}"
+        return self._drivability[key]
+
+    def __call__(
+        self,
+        id_map: np.ndarray,
+        segments: Segments,
+        request: OutputRequest,
+        settings: FrameSettings,
+        camera: CameraModel | None,
+    ) -> FrameResult:
+        """id_map [H, W] int32 and its segments (numpy, ids 1..N by decreasing score) -> the
+        result. semantic, confidence, drivable and grid describe the whole scene; the class
+        filter then applies to segments, id map and geometry."""
+        notes: list[str] = []
+        result = FrameResult(id_map.shape, segments, id_map, Timings())
+        if request.needs_semantic or request.confidence:
+            result.semantic = self._semantic(id_map, segments)
+        if request.confidence:
+            result.confidence = np.concatenate([[0.0], segments.scores]).astype(np.float32)[id_map]
+        if request.drivable_mask or request.grid:
+            result.drivable = self._drivable(result, settings, notes)
+        if request.grid:
+            result.grid = self._grid(result, settings, camera, notes)
+        if settings.class_filter:
+            keep = np.isin(segments.class_ids, self.classes.ids_of(settings.class_filter))
+            result.id_map, result.segments = renumber(id_map, segments, keep)
+        if request.needs_geometry:
+            result.geometry = segment_geometry(result.id_map, len(result.segments))
+            boxes = result.segments.boxes
+            unknown = np.isnan(boxes).any(axis=1)  # stuff, PCV things: their pixel bounds
+            boxes[unknown] = result.geometry.boxes[unknown]
+        if request.markers:
+            self._ground(result, settings, camera, notes)
+        result.notes = tuple(notes)
+        return result
+
+    def _semantic(self, id_map: np.ndarray, segments: Segments) -> np.ndarray:
+        dtype = np.uint8 if self.void == 255 else np.uint16
+        return np.concatenate([[self.void], segments.class_ids]).astype(dtype)[id_map]
+
+    def _drivable(self, result: FrameResult, settings: FrameSettings, notes: list[str]):
+        table = self.drivability(settings.drivable_classes)
+        if isinstance(table, str):
+            notes.append(table)
+            return None
+        thing = np.concatenate([[False], result.segments.is_thing])[result.id_map]
+        return drivable_mask(result.semantic, table, thing, void_label=self.void)
+
+    def _grid(self, result, settings: FrameSettings, camera: CameraModel | None, notes):
+        if result.drivable is None:
+            return None
+        if camera is None:
+            notes.append("no drivable grid: no camera_info received yet")
+            return None
+        projector = self._projector(camera, result.image_size, settings)
+        known = result.semantic != self.void
+        return projector.project(
+            result.drivable, known, occupied_fraction=settings.occupied_fraction
+        )
+
+    def _projector(self, camera: CameraModel, image_size: tuple[int, int], settings):
+        height, width = image_size
+        if (camera.width, camera.height) != (width, height):
+            camera = camera.resized(width, height)
+        cache = self._projectors
+        if (cache.stride, cache.max_range) != (settings.grid_stride, settings.grid_max_range):
+            self._projectors = cache = ProjectorCache(
+                stride=settings.grid_stride, max_range=settings.grid_max_range
+            )
+        return cache.get(camera, settings.mount, settings.grid)
+
+    def _ground(self, result, settings: FrameSettings, camera: CameraModel | None, notes) -> None:
+        if camera is None:
+            notes.append("no object markers: no camera_info received yet")
+            return
+        assert result.geometry is not None
+        middle, width = ground_contacts(
+            camera, settings.mount, result.geometry.rois, result.image_size
+        )
+        result.ground_xy = np.where(result.segments.is_thing[:, None], middle, np.nan)
+        result.ground_width = width
