@@ -67,9 +67,10 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> list[tuple[st
                     target = child.module or ""
                 submodules = [f"{target}.{a.name}" for a in child.names]
                 submodules = [m for m in submodules if m in modules]
-                # `from . import sibling` needs nothing of the package being initialised (it is
-                # imported first anyway); `from . import SomeName` does, and counts.
-                if not (name.startswith(f"{target}.") and len(submodules) == len(child.names)):
+                # `from . import sibling` (or a package's `from . import its_module`) needs
+                # nothing of the package being initialised; `from . import SomeName` does.
+                inside = name == target or name.startswith(f"{target}.")
+                if not (inside and len(submodules) == len(child.names)):
                     found.append((target, top))
                 found.extend((m, top) for m in submodules)
             inner_top = top and not isinstance(

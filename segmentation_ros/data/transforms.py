@@ -201,7 +201,7 @@ class TrainTarget:
     boxes:        [N, 4] float32 (x1, y1, x2, y2) pixels of the network input.
     classes:      [N] int64 thing class (0-based).
     masks:        [N, H, W] bool.
-    iscrowd:      [N] bool (crowd regions: never positives, see `train.matching`).
+    iscrowd:      [N] bool (crowd regions: never positives, see `models.matching`).
     semantic:     [H, W] int64 panoptic category, 255 = void.
     id_map:       [H, W] int32 segment ids (0 = void), for PCV ground truth.
     instance_ids: [N] int64 segment id of each instance in `id_map`.

@@ -164,7 +164,7 @@ class ModelFamily:
         *,
         generator: torch.Generator | None = None,
     ) -> Any:
-        """One training forward pass and its `train.losses.Losses` (what the trainer calls).
+        """One training forward pass and its `models.losses.Losses` (what the trainer calls).
         Default: `losses` of `model(images)`; a model that needs the targets in its forward
         (torchvision's detectors) overrides this."""
         outputs = model(images)
@@ -180,7 +180,7 @@ class ModelFamily:
         *,
         generator: torch.Generator | None = None,
     ) -> Any:
-        """The `train.losses.Losses` of one batch."""
+        """The `models.losses.Losses` of one batch."""
         raise NotImplementedError
 
 

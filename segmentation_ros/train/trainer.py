@@ -46,7 +46,7 @@ from segmentation_ros.data.transforms import (
     default_augmentation,
 )
 from segmentation_ros.models.family import family_of
-from segmentation_ros.train.losses import LossConfig, Losses
+from segmentation_ros.models.losses import LossConfig, Losses
 
 __all__ = [
     "CSV_FIELDS",

@@ -16,7 +16,6 @@ from segmentation_ros.models.config import with_input_size
 from segmentation_ros.postprocess.yolact import postprocess_yolact
 from segmentation_ros.tools.train import main as train_main
 from segmentation_ros.train.finetune import load_for_finetuning
-from segmentation_ros.train.losses import model_losses
 from segmentation_ros.train.models import build_training_model
 from segmentation_ros.train.trainer import (
     TrainConfig,
@@ -54,11 +53,12 @@ def _batch_loss(trainer, batch):
     freeze_batchnorm(trainer.model)
     with torch.no_grad():
         out = trainer.model(batch.images)
-        losses = model_losses(
+        losses = trainer.family.losses(
             trainer.model,
             out,
             batch.targets,
             trainer.priors,
+            trainer.loss_config,
             generator=torch.Generator().manual_seed(0),
         )
     return float(losses.total), losses

@@ -83,7 +83,7 @@ class PanopticYolactFamily(ModelFamily):
         return make_priors(config.yolact, config.input_size, device=device)
 
     def losses(self, model, outputs, targets, priors, loss_config, *, generator=None):
-        from segmentation_ros.train.losses import semantic_term
+        from segmentation_ros.models.losses import semantic_term
 
         losses = yolact_training_losses(
             model.yolact, outputs, targets, priors, loss_config, generator

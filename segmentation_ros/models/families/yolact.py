@@ -93,7 +93,7 @@ def paint_instances(instances: Instances, mask_threshold: float) -> PanopticResu
 
 def yolact_training_losses(yolact, outputs, targets, priors, loss_config, generator):
     """The YOLACT terms (box, class, mask; mask IoU with a YOLACT++ head) of a batch."""
-    from segmentation_ros.train.losses import yolact_losses
+    from segmentation_ros.models.losses import yolact_losses
 
     if priors is None:
         raise ValueError("YOLACT losses need the priors")

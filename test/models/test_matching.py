@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from segmentation_ros.models import get_config, make_priors, with_input_size
-from segmentation_ros.postprocess.decode import decode_boxes
-from segmentation_ros.train.matching import (
+from segmentation_ros.models.matching import (
     box_iou,
     center_size,
     decode,
@@ -17,6 +16,7 @@ from segmentation_ros.train.matching import (
     match_priors,
     point_form,
 )
+from segmentation_ros.postprocess.decode import decode_boxes
 
 PRIORS = make_priors(with_input_size(get_config("yolact_mobilenetv3"), (64, 64)))
 

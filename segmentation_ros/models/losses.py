@@ -27,7 +27,6 @@ Crowd ground truth never becomes positive and only turns covering priors neutral
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -38,8 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from segmentation_ros.data.transforms import TrainTarget
+from segmentation_ros.models.matching import VARIANCES, match_priors
 from segmentation_ros.ops.mask_assembly import crop_windows
-from segmentation_ros.train.matching import VARIANCES, match_priors
 
 __all__ = [
     "LossConfig",
@@ -51,7 +50,6 @@ __all__ = [
     "class_loss",
     "mask_loss",
     "match_batch",
-    "model_losses",
     "pcv_losses",
     "pcv_targets",
     "semantic_term",
@@ -175,7 +173,7 @@ def match_batch(
     priors: Tensor,
     config: LossConfig = LossConfig(),  # noqa: B008 (frozen)
 ) -> MatchedBatch:
-    """Match every image's ground truth to the priors (`train.matching.match_priors`).
+    """Match every image's ground truth to the priors (`models.matching.match_priors`).
 
     targets: one `TrainTarget` per image (boxes in input pixels, input size = semantic's size).
     priors: [A, 4] (cx, cy, w, h) relative to the network input.
@@ -435,32 +433,3 @@ def pcv_losses(
     pcv = pcv_vote_loss(votes, cells, ignore_index=-1) * config.weights.pcv
     semantic = semantic_term(outputs.semantic, targets) * config.weights.semantic
     return Losses(semantic=semantic, pcv=pcv)
-
-
-def model_losses(
-    model: nn.Module,
-    outputs: Any,
-    targets: Sequence[TrainTarget],
-    priors: Tensor | None,
-    config: LossConfig = LossConfig(),  # noqa: B008 (frozen)
-    *,
-    generator: torch.Generator | None = None,
-) -> Losses:
-    """The losses of whatever `model` predicts: PCV outputs (`votes`) -> `pcv_losses`; else the
-    YOLACT terms, mask IoU when the model has a YOLACT++ mask-IoU head, semantic when the
-    outputs carry semantic logits (panoptic YOLACT)."""
-    if hasattr(outputs, "votes"):
-        vote_config = getattr(getattr(model, "config", None), "vote", None)
-        return pcv_losses(outputs, targets, config, vote_config=vote_config)
-    if priors is None:
-        raise ValueError("YOLACT losses need the priors")
-    yolact = getattr(model, "yolact", model)
-    head = getattr(yolact, "mask_iou_head", None)
-    losses = yolact_losses(
-        outputs, priors, targets, config, mask_iou_head=head, generator=generator
-    )
-    semantic = getattr(outputs, "semantic", None)
-    if semantic is not None:
-        value = semantic_term(semantic, targets) * config.weights.semantic
-        losses = dataclasses.replace(losses, semantic=value)
-    return losses

@@ -10,9 +10,7 @@ import torch.nn.functional as F
 from segmentation_ros.data.transforms import TrainTarget
 from segmentation_ros.models import get_config, make_priors, with_input_size
 from segmentation_ros.models.config import MaskIoUConfig
-from segmentation_ros.models.outputs import YolactOutputs
-from segmentation_ros.models.yolact import FastMaskIoUNet
-from segmentation_ros.train.losses import (
+from segmentation_ros.models.losses import (
     LossConfig,
     Losses,
     LossWeights,
@@ -24,6 +22,8 @@ from segmentation_ros.train.losses import (
     semantic_term,
     yolact_losses,
 )
+from segmentation_ros.models.outputs import YolactOutputs
+from segmentation_ros.models.yolact import FastMaskIoUNet
 
 CONFIG = with_input_size(get_config("yolact_mobilenetv3"), (64, 64))
 PRIORS = make_priors(CONFIG)
