@@ -27,6 +27,15 @@ import numpy as np
 _D_LENGTHS = {"plumb_bob": (0, 4, 5), "rational_polynomial": (8,), "equidistant": (4,)}
 _D_PADDED = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
 
+#: Plausibility bounds of a calibration (`check_plausible`): the largest image side, the field of
+#: view along each image axis (degrees; a pinhole image cannot reach 180, a fisheye can exceed
+#: it), and how far the CameraInfo's aspect ratio may differ from the images' (binning or
+#: resizing scales both axes alike).
+MAX_CAMERA_SIDE = 1 << 16
+MIN_FOV_DEG = 0.1
+MAX_FOV_DEG = {"plumb_bob": 179.0, "rational_polynomial": 179.0, "equidistant": 360.0}
+ASPECT_TOLERANCE = 0.01
+
 #: A pixel whose undistorted ray, distorted again, misses the pixel by more than this (pixels) is
 #: outside the domain where the distortion model is invertible; it is treated as unknown.
 ROUND_TRIP_TOL_PX = 0.05
@@ -166,6 +175,54 @@ class CameraModel:
             err = np.abs(self.distort(xy) - uv).max(axis=1)
         ok = np.isfinite(xy).all(axis=1) & (err < ROUND_TRIP_TOL_PX)
         return xy, ok
+
+
+def field_of_view_deg(camera: CameraModel) -> tuple[float, float]:
+    """(horizontal, vertical) field of view in degrees that the focal lengths imply across the
+    image, distortion ignored: 2 atan(side / 2f) for pinhole models, side / f (radians) for the
+    equidistant model, whose image radius grows with the angle."""
+    fx, fy = camera.K[0, 0], camera.K[1, 1]
+    with np.errstate(over="ignore", divide="ignore"):
+        if camera.distortion_model == "equidistant":
+            angles = (camera.width / fx, camera.height / fy)
+        else:
+            angles = (2 * np.arctan(camera.width / 2 / fx), 2 * np.arctan(camera.height / 2 / fy))
+    return tuple(float(np.degrees(a)) for a in angles)
+
+
+def check_plausible(camera: CameraModel, image_size: tuple[int, int] | None = None) -> None:
+    """Raise ValueError naming what makes `camera` implausible as a real calibration.
+
+    Finite and positive values are not enough (fx = 1e-300 turns every ray sideways). Checked:
+    the image side is at most MAX_CAMERA_SIDE; the field of view along each axis is between
+    MIN_FOV_DEG and MAX_FOV_DEG[model]; the principal point lies in the image (0 <= cx <= width,
+    0 <= cy <= height); and, when `image_size` (width, height) of the images is given, the
+    CameraInfo has their aspect ratio within ASPECT_TOLERANCE (it may be a scaled size).
+    """
+    width, height = camera.width, camera.height
+    if max(width, height) > MAX_CAMERA_SIDE:
+        raise ValueError(f"image size {width}x{height} is over {MAX_CAMERA_SIDE} pixels a side")
+    fov = field_of_view_deg(camera)
+    low, high = MIN_FOV_DEG, MAX_FOV_DEG[camera.distortion_model]
+    for axis, angle, focal in (("x", fov[0], camera.K[0, 0]), ("y", fov[1], camera.K[1, 1])):
+        if not low <= angle <= high:
+            raise ValueError(
+                f"f{axis} = {focal:.6g} px gives a field of view of {angle:.4g} deg across "
+                f"{width}x{height}; a {camera.distortion_model} camera has {low:g} to {high:g}"
+            )
+    cx, cy = camera.K[0, 2], camera.K[1, 2]
+    if not (0.0 <= cx <= width and 0.0 <= cy <= height):
+        raise ValueError(
+            f"principal point ({cx:.6g}, {cy:.6g}) is outside the {width}x{height} image"
+        )
+    if image_size is not None:
+        image_w, image_h = image_size
+        ratio = (width / height) / (image_w / image_h)
+        if abs(ratio - 1.0) > ASPECT_TOLERANCE:
+            raise ValueError(
+                f"camera_info is {width}x{height} but the images are {image_w}x{image_h} "
+                "(aspect ratios differ; it describes another camera or resolution)"
+            )
 
 
 @dataclass(frozen=True)

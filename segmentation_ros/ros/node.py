@@ -56,6 +56,7 @@ from segmentation_ros.ros.inputs import (
     FrameDropped,
     LatestSlot,
     StampOrder,
+    camera_fits,
     camera_from_info,
     check_age,
     check_image,
@@ -105,6 +106,7 @@ class SegmentationNode(LifecycleNode):
         self._subscriptions_in: list[object] = []
         self._worker: threading.Thread | None = None
         self._camera = None
+        self._image_size: tuple[int, int] | None = None  # (width, height) of the last frame
         self._notes: tuple[str, ...] = ()
         self._idle = False
         self._frame_settings = None
@@ -163,6 +165,7 @@ class SegmentationNode(LifecycleNode):
         if result != SUCCESS:
             return result
         self._publish_class_info()
+        self._order.reset()  # a new run of frames: no stamp reference from before
         self._slot.open()
         self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
         self._worker.start()
@@ -215,10 +218,9 @@ class SegmentationNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            camera = camera_from_info(msg)
+            camera = camera_from_info(msg, self._image_size)
         except FrameDropped as drop:
-            self._count_drop(drop)
-            self._problems["camera_info"] = (WARN, f"camera_info ignored: {drop.detail}")
+            self._reject_camera_info(drop)
             return
         self._problems.pop("camera_info", None)
         if camera != self._camera:
@@ -234,7 +236,8 @@ class SegmentationNode(LifecycleNode):
             except Exception as error:  # e.g. publishing while the process shuts down
                 if not self.context.ok():
                     return
-                self.get_logger().error(f"frame not published: {type(error).__name__}: {error}")
+                text = f"{type(error).__name__}: {error}"
+                self._count_drop(FrameDropped("inference_error", text))
 
     def _process(self, frame: Frame) -> None:
         """convert -> pipeline -> messages -> publish, for the outputs somebody listens to."""
@@ -245,12 +248,20 @@ class SegmentationNode(LifecycleNode):
         except FrameDropped as drop:
             self._count_drop(drop)
             return
+        self._image_size = (rgb.shape[1], rgb.shape[0])
+        camera = self._camera
+        if camera is not None:
+            try:
+                camera_fits(camera, self._image_size)
+            except FrameDropped as drop:  # accepted before the first image told its size
+                self._reject_camera_info(drop)
+                camera = self._camera = None
         request = self._request()
         self._idle = not request.any
         if self._idle or pipeline is None:
             return
         try:
-            result = pipeline.process(rgb, request, self._frame_settings, camera=self._camera)
+            result = pipeline.process(rgb, request, self._frame_settings, camera=camera)
             # Each message goes out as soon as it is built, `objects` first.
             for topic, msg in iter_messages(
                 result, rgb, frame.msg.header, request, context, arrival=frame.arrival
@@ -286,6 +297,10 @@ class SegmentationNode(LifecycleNode):
             overlay=wanted("overlay"),
             markers=wanted("markers"),
         )
+
+    def _reject_camera_info(self, drop: FrameDropped) -> None:
+        self._count_drop(drop)
+        self._problems["camera_info"] = (WARN, f"camera_info ignored: {drop.detail}")
 
     def _count_drop(self, drop: FrameDropped) -> None:
         self._stats.drop(drop.cause)
@@ -424,7 +439,7 @@ class SegmentationNode(LifecycleNode):
     def _reset_frame_state(self) -> None:
         self._stats.reset()
         self._order.reset()
-        self._camera = None
+        self._camera = self._image_size = None
         self._notes = ()
         self._problems.pop("camera_info", None)
 
