@@ -250,10 +250,12 @@ def camera_from_info(msg, image_size: tuple[int, int] | None = None) -> CameraMo
     return camera
 
 
-def camera_fits(camera: CameraModel, image_size: tuple[int, int]) -> None:
-    """FrameDropped("bad_camera_info") when `camera` (accepted before any image came) does not
-    fit images of `image_size` (width, height)."""
+def camera_misfit(camera: CameraModel | None, image_size: tuple[int, int]) -> FrameDropped | None:
+    """The drop (bad_camera_info) for a `camera`, accepted before any image came, that does not
+    fit images of `image_size` (width, height); None when it fits or there is none."""
     try:
-        check_plausible(camera, image_size)
+        if camera is not None:
+            check_plausible(camera, image_size)
     except ValueError as error:
-        raise FrameDropped("bad_camera_info", str(error)) from None
+        return FrameDropped("bad_camera_info", str(error))
+    return None

@@ -56,8 +56,8 @@ from segmentation_ros.ros.inputs import (
     FrameDropped,
     LatestSlot,
     StampOrder,
-    camera_fits,
     camera_from_info,
+    camera_misfit,
     check_age,
     check_image,
     decode_image,
@@ -236,8 +236,7 @@ class SegmentationNode(LifecycleNode):
             except Exception as error:  # e.g. publishing while the process shuts down
                 if not self.context.ok():
                     return
-                text = f"{type(error).__name__}: {error}"
-                self._count_drop(FrameDropped("inference_error", text))
+                self._count_drop(FrameDropped("inference_error", repr(error)))
 
     def _process(self, frame: Frame) -> None:
         """convert -> pipeline -> messages -> publish, for the outputs somebody listens to."""
@@ -249,19 +248,15 @@ class SegmentationNode(LifecycleNode):
             self._count_drop(drop)
             return
         self._image_size = (rgb.shape[1], rgb.shape[0])
-        camera = self._camera
-        if camera is not None:
-            try:
-                camera_fits(camera, self._image_size)
-            except FrameDropped as drop:  # accepted before the first image told its size
-                self._reject_camera_info(drop)
-                camera = self._camera = None
+        if misfit := camera_misfit(self._camera, self._image_size):  # came before any image
+            self._reject_camera_info(misfit)
+            self._camera = None
         request = self._request()
         self._idle = not request.any
         if self._idle or pipeline is None:
             return
         try:
-            result = pipeline.process(rgb, request, self._frame_settings, camera=camera)
+            result = pipeline.process(rgb, request, self._frame_settings, camera=self._camera)
             # Each message goes out as soon as it is built, `objects` first.
             for topic, msg in iter_messages(
                 result, rgb, frame.msg.header, request, context, arrival=frame.arrival

@@ -12,8 +12,8 @@ from segmentation_ros.ros.inputs import (
     MIN_IMAGE_SIDE,
     FrameDropped,
     StampOrder,
-    camera_fits,
     camera_from_info,
+    camera_misfit,
     check_image,
     decode_image,
 )
@@ -131,6 +131,7 @@ def test_implausible_camera_info_is_refused(msg):
 
 def test_camera_info_must_fit_the_images():
     camera = camera_from_info(info())  # before any image: accepted
-    camera_fits(camera, (320, 240))  # the same camera at twice the resolution
-    assert cause_of(camera_fits, camera, (120, 160)) == "bad_camera_info"
+    assert camera_misfit(camera, (320, 240)) is None  # the same camera at twice the resolution
+    assert camera_misfit(None, (320, 240)) is None
+    assert camera_misfit(camera, (120, 160)).cause == "bad_camera_info"
     assert cause_of(camera_from_info, info(), (640, 360)) == "bad_camera_info"
