@@ -95,6 +95,7 @@ def main(argv=None) -> int:
         **os.environ,
         "ROS_DOMAIN_ID": str(args.domain_id),
         "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST",
+        "PYTHONUNBUFFERED": "1",
         "FASTDDS_DEFAULT_PROFILES_FILE": str(REPO / "config" / "fastdds_shm.xml"),
         "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
     }
@@ -192,10 +193,12 @@ class Soak:
         while time.monotonic() - start < 300:
             if self.process.poll() is not None:
                 return False
-            if self.get_state.wait_for_service(timeout_sec=1.0):
-                state = self.call(self.get_state, GetState.Request()).current_state.id
-                if state == State.PRIMARY_STATE_ACTIVE:
-                    return True
+            try:  # autostart configures before the node serves its services: no answer yet
+                state = self.call(self.get_state, GetState.Request(), timeout=5.0)
+            except RuntimeError:
+                continue
+            if state.current_state.id == State.PRIMARY_STATE_ACTIVE:
+                return True
             self.rclpy.spin_once(self.node, timeout_sec=0.5)
         return False
 
