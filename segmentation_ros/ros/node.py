@@ -167,8 +167,9 @@ class SegmentationNode(LifecycleNode):
         self._publish_class_info()
         self._order.reset()  # a new run of frames: no stamp reference from before
         self._slot.open()
-        self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
-        self._worker.start()
+        if self._worker is None:  # one for the node's life (see LatestSlot)
+            self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+            self._worker.start()
         self._subscribe()
         self._state = "active"
         self.get_logger().info("active")
@@ -185,7 +186,7 @@ class SegmentationNode(LifecycleNode):
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
+        self._stop_processing(final=True)
         self._release()
         self._state = "finalized"
         return super().on_shutdown(state)
@@ -198,7 +199,7 @@ class SegmentationNode(LifecycleNode):
 
     def close(self) -> None:
         """Stop the worker (process exit)."""
-        self._stop_processing()
+        self._stop_processing(final=True)
 
     # -- frames ---------------------------------------------------------------------------------
 
@@ -227,7 +228,7 @@ class SegmentationNode(LifecycleNode):
             self._camera = camera
 
     def _work(self) -> None:
-        while not self._slot.closed:
+        while not self._slot.finished:
             frame = self._slot.take(timeout=0.5)
             if frame is None:
                 continue
@@ -412,12 +413,12 @@ class SegmentationNode(LifecycleNode):
         info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self._subscriptions_in = [image, info]
 
-    def _stop_processing(self) -> None:
+    def _stop_processing(self, final: bool = False) -> None:
         for subscription in self._subscriptions_in:
             self.destroy_subscription(subscription)
         self._subscriptions_in = []
-        self._slot.close()
-        if self._worker is not None:
+        self._slot.close(final=final)  # waits for the frame in flight
+        if final and self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
 

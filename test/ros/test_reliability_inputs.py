@@ -135,3 +135,32 @@ def test_camera_info_must_fit_the_images():
     assert camera_misfit(None, (320, 240)) is None
     assert camera_misfit(camera, (120, 160)).cause == "bad_camera_info"
     assert cause_of(camera_from_info, info(), (640, 360)) == "bad_camera_info"
+
+
+def test_close_waits_for_the_frame_in_flight_and_the_consumer_outlives_it():
+    import threading
+    import time
+
+    from segmentation_ros.ros.inputs import Frame, LatestSlot
+
+    slot, log = LatestSlot(), []
+
+    def consumer():
+        while not slot.finished:
+            frame = slot.take(timeout=0.05)
+            if frame is not None:
+                time.sleep(0.3)  # inference
+                log.append(("done", frame.msg))
+
+    thread = threading.Thread(target=consumer)
+    thread.start()
+    for cycle in range(3):  # deactivate / activate: one thread throughout
+        slot.open()
+        slot.put(Frame(cycle, 0.0, cycle + 1))
+        time.sleep(0.1)  # taken, in flight
+        slot.close()
+        log.append(("closed", cycle))
+    slot.close(final=True)
+    thread.join(2.0)
+    assert not thread.is_alive()
+    assert log == [entry for cycle in range(3) for entry in (("done", cycle), ("closed", cycle))]
