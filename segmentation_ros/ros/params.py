@@ -178,7 +178,7 @@ _SPECS = (
               dynamic=True),  # fmt: skip
     # Occupancy grid (nav_msgs/OccupancyGrid, in grid_frame_id) ------------------------------
     ParamSpec("grid_resolution", 0.05, "cell size (m)", (0.005, 10.0), dynamic=True),
-    # At most 1000 x 1000 cells: measured (2 CPU threads), building the lookup for 1000^2 takes
+    # At most 1000 x 1000 cells: measured here (shared CPU), building the lookup for 1000^2 takes
     # 0.5 s and adds 16 ms a frame; 2000^2 2.4 s and 60 ms; 4000^2 stalled a node for 7.8 s.
     ParamSpec("grid_width", 200, "cells along the grid frame's x", (1, 1000), dynamic=True),
     ParamSpec("grid_height", 200, "cells along the grid frame's y", (1, 1000), dynamic=True),
