@@ -27,6 +27,15 @@ import numpy as np
 _D_LENGTHS = {"plumb_bob": (0, 4, 5), "rational_polynomial": (8,), "equidistant": (4,)}
 _D_PADDED = {"plumb_bob": 5, "rational_polynomial": 8, "equidistant": 4}
 
+#: Plausibility bounds of a calibration (`check_plausible`): the largest image side; how far off
+#: the optical axis an image edge may be (degrees; a pinhole image plane never reaches 90, a
+#: fisheye can see behind itself) and the least field of view; how far the CameraInfo's aspect
+#: ratio may differ from the images' (binning or resizing scales both axes alike).
+MAX_CAMERA_SIDE = 1 << 16
+MIN_FOV_DEG = 0.1
+MAX_OFF_AXIS_DEG = {"plumb_bob": 89.5, "rational_polynomial": 89.5, "equidistant": 180.0}
+ASPECT_TOLERANCE = 0.01
+
 #: A pixel whose undistorted ray, distorted again, misses the pixel by more than this (pixels) is
 #: outside the domain where the distortion model is invertible; it is treated as unknown.
 ROUND_TRIP_TOL_PX = 0.05
@@ -166,6 +175,58 @@ class CameraModel:
             err = np.abs(self.distort(xy) - uv).max(axis=1)
         ok = np.isfinite(xy).all(axis=1) & (err < ROUND_TRIP_TOL_PX)
         return xy, ok
+
+
+def edge_angles_deg(camera: CameraModel) -> tuple[tuple[float, float], tuple[float, float]]:
+    """Angles in degrees between the optical axis and the rays through the image edges,
+    ((left, right), (top, bottom)), distortion ignored: atan(cx / fx), atan((width - cx) / fx)
+    for pinhole models (their sum is the field of view of OpenCV's calibrationMatrixValues);
+    cx / fx radians for the equidistant model, whose image radius grows with the angle."""
+    K = camera.K
+    angles = []
+    for f, c, side in ((K[0, 0], K[0, 2], camera.width), (K[1, 1], K[1, 2], camera.height)):
+        d = np.array([c, side - c], dtype=np.float64)
+        with np.errstate(over="ignore", divide="ignore"):
+            a = d / f if camera.distortion_model == "equidistant" else np.arctan(d / f)
+        angles.append((float(np.degrees(a[0])), float(np.degrees(a[1]))))
+    return angles[0], angles[1]
+
+
+def check_plausible(camera: CameraModel, image_size: tuple[int, int] | None = None) -> None:
+    """Raise ValueError naming what makes `camera` implausible as a real calibration.
+
+    Finite and positive values are not enough (fx = 1e-300 turns every ray sideways). Checked:
+    the image side is at most MAX_CAMERA_SIDE; the principal point lies in the image
+    (0 <= cx <= width, 0 <= cy <= height); along each axis, the image edges are at most
+    MAX_OFF_AXIS_DEG[model] off the optical axis and at least MIN_FOV_DEG apart
+    (`edge_angles_deg`); and, when `image_size` (width, height) of the images is given, the
+    CameraInfo has their aspect ratio within ASPECT_TOLERANCE (it may be a scaled size).
+    """
+    width, height = camera.width, camera.height
+    if max(width, height) > MAX_CAMERA_SIDE:
+        raise ValueError(f"image size {width}x{height} is over {MAX_CAMERA_SIDE} pixels a side")
+    cx, cy = camera.K[0, 2], camera.K[1, 2]
+    if not (0.0 <= cx <= width and 0.0 <= cy <= height):
+        raise ValueError(
+            f"principal point ({cx:.6g}, {cy:.6g}) is outside the {width}x{height} image"
+        )
+    low, high = MIN_FOV_DEG, MAX_OFF_AXIS_DEG[camera.distortion_model]
+    for axis, (near, far) in zip("xy", edge_angles_deg(camera)):
+        focal = camera.K[0, 0] if axis == "x" else camera.K[1, 1]
+        if near + far < low or max(near, far) > high:
+            raise ValueError(
+                f"f{axis} = {focal:.6g} px puts the image edges {near:.4g} and {far:.4g} deg off "
+                f"the optical axis; a {camera.distortion_model} camera sees at most {high:g} deg "
+                f"off axis and at least {low:g} deg across"
+            )
+    if image_size is not None:
+        image_w, image_h = image_size
+        ratio = (width / height) / (image_w / image_h)
+        if abs(ratio - 1.0) > ASPECT_TOLERANCE:
+            raise ValueError(
+                f"camera_info is {width}x{height} but the images are {image_w}x{image_h} "
+                "(aspect ratios differ; it describes another camera or resolution)"
+            )
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,9 @@ def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
     if checkpoint:
         path = Path(checkpoint).expanduser()
         if not path.is_file():
-            raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
+            what = "is a directory" if path.is_dir() else "is not a regular file"
+            what = what if path.exists() else "does not exist"
+            raise FileNotFoundError(f"checkpoint {str(path)!r} {what}; expected a .pt / .pth file")
         return path
     default = _default_checkpoint()
     if not default.is_file():

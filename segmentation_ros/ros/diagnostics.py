@@ -6,12 +6,17 @@ worker counts outputs and latencies, the diagnostics timer reads a `StatsSnapsho
 Drop causes (`DROP_CAUSES`), counted since the last configure:
 - stale: the frame's stamp was older than `max_image_age_ms` when inference could start;
 - overwritten: a newer frame arrived before inference took this one (depth-1 slot);
-- bad_encoding: unsupported or unconvertible encoding; bad_size: zero width / height, a step or
-  data length that does not match; too_large: wider or taller than `max_image_side`;
-- decode_error: a CompressedImage that does not decode;
-- out_of_order: a stamp older than the last accepted frame's;
-- inference_error: the pipeline raised on the frame;
-- bad_camera_info: a CameraInfo that does not describe a camera (zero or non-finite K, ...).
+- bad_encoding: an unsupported encoding, or one that is not a colour image (32SC1); bad_size: zero
+  width / height, a step or data length that does not match, an odd width for a packed YUV
+  encoding; too_large: wider or taller than `max_image_side` (a CompressedImage by the size its
+  header declares, before decoding); too_small: a side under `inputs.MIN_IMAGE_SIDE` pixels;
+- decode_error: a CompressedImage that is not JPEG / PNG or does not decode;
+- out_of_order: a stamp older than the last accepted frame's (until the run of refusals that
+  makes the node adopt the new time base: `inputs.StampOrder`);
+- inference_error: the pipeline (or publishing its result) raised on the frame;
+- bad_camera_info: a CameraInfo that is not a plausible calibration (zero or non-finite K, a field
+  of view of 180 degrees or none, a principal point off the image) or does not fit the images.
+  A CameraInfo is counted here, not a frame.
 
 Rates are frames per second over the last `window_s` seconds; latency is from the image
 message's arrival at the node to the publication of its last output, in milliseconds; `model`
@@ -34,6 +39,7 @@ DROP_CAUSES = (
     "bad_encoding",
     "bad_size",
     "too_large",
+    "too_small",
     "decode_error",
     "out_of_order",
     "inference_error",

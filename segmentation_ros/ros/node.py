@@ -59,6 +59,7 @@ from segmentation_ros.ros.inputs import (
     LatestSlot,
     StampOrder,
     camera_from_info,
+    camera_misfit,
     check_age,
     check_image,
     decode_image,
@@ -110,6 +111,7 @@ class SegmentationNode(LifecycleNode):
         self._subscriptions_in: list[object] = []
         self._worker: threading.Thread | None = None
         self._camera = None
+        self._image_size: tuple[int, int] | None = None  # (width, height) of the last frame
         self._notes: tuple[str, ...] = ()
         self._idle = False
         self.add_on_set_parameters_callback(self._validate_parameters)
@@ -174,9 +176,11 @@ class SegmentationNode(LifecycleNode):
         if result != SUCCESS:
             return result
         self._publish_class_info()
+        self._order.reset()  # a new run of frames: no stamp reference from before
         self._slot.open()
-        self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
-        self._worker.start()
+        if self._worker is None:  # one for the node's life (see LatestSlot)
+            self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
+            self._worker.start()
         self._subscribe()
         self.get_logger().info("active")
         return SUCCESS
@@ -190,7 +194,7 @@ class SegmentationNode(LifecycleNode):
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop_processing()
+        self._stop_processing(final=True)
         self._release()
         return super().on_shutdown(state)
 
@@ -201,7 +205,7 @@ class SegmentationNode(LifecycleNode):
 
     def close(self) -> None:
         """Stop the worker (process exit)."""
-        self._stop_processing()
+        self._stop_processing(final=True)
 
     # -- frames ---------------------------------------------------------------------------------
 
@@ -221,17 +225,16 @@ class SegmentationNode(LifecycleNode):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
-            camera = camera_from_info(msg)
+            camera = camera_from_info(msg, self._image_size)
         except FrameDropped as drop:
-            self._count_drop(drop)
-            self._problems["camera_info"] = (WARN, f"camera_info ignored: {drop.detail}")
+            self._reject_camera_info(drop)
             return
         self._problems.pop("camera_info", None)
         if camera != self._camera:
             self._camera = camera
 
     def _work(self) -> None:
-        while not self._slot.closed:
+        while not self._slot.finished:
             frame = self._slot.take(timeout=0.5)
             if frame is None:
                 continue
@@ -240,7 +243,7 @@ class SegmentationNode(LifecycleNode):
             except Exception as error:  # e.g. publishing while the process shuts down
                 if not self.context.ok():
                     return
-                self.get_logger().error(f"frame not published: {type(error).__name__}: {error}")
+                self._count_drop(FrameDropped("inference_error", repr(error)))
 
     def _process(self, frame: Frame) -> None:
         """convert -> pipeline -> messages -> publish, for the outputs somebody listens to."""
@@ -252,6 +255,10 @@ class SegmentationNode(LifecycleNode):
         except FrameDropped as drop:
             self._count_drop(drop)
             return
+        self._image_size = (rgb.shape[1], rgb.shape[0])
+        if misfit := camera_misfit(self._camera, self._image_size):  # came before any image
+            self._reject_camera_info(misfit)
+            self._camera = None
         request = self._request()
         self._idle = not request.any
         if self._idle or pipeline is None:
@@ -286,6 +293,10 @@ class SegmentationNode(LifecycleNode):
             return not on_demand or publisher.get_subscription_count() > 0
 
         return request_for(out for out in OUTPUTS if wanted(out.topic, out.on_demand))
+
+    def _reject_camera_info(self, drop: FrameDropped) -> None:
+        self._count_drop(drop)
+        self._problems["camera_info"] = (WARN, f"camera_info ignored: {drop.detail}")
 
     def _count_drop(self, drop: FrameDropped) -> None:
         self._stats.drop(drop.cause)
@@ -365,12 +376,12 @@ class SegmentationNode(LifecycleNode):
         info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
         self._subscriptions_in = [image, info]
 
-    def _stop_processing(self) -> None:
+    def _stop_processing(self, final: bool = False) -> None:
         for subscription in self._subscriptions_in:
             self.destroy_subscription(subscription)
         self._subscriptions_in = []
-        self._slot.close()
-        if self._worker is not None:
+        self._slot.close(final=final)  # waits for the frame in flight
+        if final and self._worker is not None:
             self._worker.join(timeout=30.0)
             self._worker = None
 
@@ -389,7 +400,7 @@ class SegmentationNode(LifecycleNode):
     def _reset_frame_state(self) -> None:
         self._stats.reset()
         self._order.reset()
-        self._camera = None
+        self._camera = self._image_size = None
         self._notes = ()
         self._problems.pop("camera_info", None)
 

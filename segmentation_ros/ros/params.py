@@ -194,8 +194,10 @@ _SPECS = (
             (-100.0, 100.0)),
     # Occupancy grid (nav_msgs/OccupancyGrid, in grid_frame_id) ------------------------------
     _mirror("grid_resolution", "grid.resolution", "cell size (m)", (0.005, 10.0)),
-    _mirror("grid_width", "grid.width", "cells along the grid frame's x", (1, 4000)),
-    _mirror("grid_height", "grid.height", "cells along the grid frame's y", (1, 4000)),
+    # At most 1000 x 1000 cells: measured here (shared CPU), building the lookup for 1000^2 takes
+    # 0.5 s and adds 16 ms a frame; 2000^2 2.4 s and 60 ms; 4000^2 stalled a node for 7.8 s.
+    _mirror("grid_width", "grid.width", "cells along the grid frame's x", (1, 1000)),
+    _mirror("grid_height", "grid.height", "cells along the grid frame's y", (1, 1000)),
     _mirror("grid_origin_x", "grid.origin_x", "x of the corner of cell (0, 0) (m)",
             (-1000.0, 1000.0)),
     _mirror("grid_origin_y", "grid.origin_y", "y of the corner of cell (0, 0) (m)",
@@ -221,9 +223,12 @@ _SPECS = (
         "max_image_age_ms", 500.0, "frames whose stamp is older than this when inference starts "
         "are dropped (stale); 0: never", (0.0, 60000.0), dynamic=True,
     ),
+    # 2048: every output of a 2048^2 frame takes 0.25-0.5 s on one CPU thread, a 4096^2 one
+    # 1.7-3 s (and more memory than a shared-memory segment holds); raise it knowingly.
     ParamSpec(
-        "max_image_side", 4096, "images wider or taller than this are dropped (too_large)",
-        (16, 16384), dynamic=True,
+        "max_image_side", 2048, "images wider or taller than this are dropped (too_large; a "
+        "compressed image by the size its header declares, before decoding)", (16, 16384),
+        dynamic=True,
     ),
     # Outputs -------------------------------------------------------------------------------
     *(

@@ -200,3 +200,117 @@ def test_bad_compressed_data():
         compressed_to_numpy(good, "yuv422")
     with pytest.raises(ImageConversionError, match="^format:"):
         numpy_to_compressed(np.zeros((8, 8, 3), np.uint8), fmt="bmp")
+
+
+# -- compressed headers: the declared size read without decoding (PIL as the reference) --------
+
+
+def jpeg_claiming(width, height, progressive=False):
+    """A real JPEG whose start-of-frame header is rewritten to declare width x height."""
+    rgb = RNG.integers(0, 255, (48, 64, 3), dtype=np.uint8)
+    flags = [cv2.IMWRITE_JPEG_PROGRESSIVE, int(progressive)]
+    data = bytearray(cv2.imencode(".jpg", rgb, flags)[1].tobytes())
+    sof = next(
+        i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] in (0xC0, 0xC2)
+    )
+    data[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(data)
+
+
+def png_claiming(width, height):
+    """A real PNG whose IHDR chunk (and its CRC) is rewritten to declare width x height."""
+    import zlib
+
+    data = bytearray(cv2.imencode(".png", np.zeros((48, 64, 3), np.uint8))[1].tobytes())
+    data[16:24] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+    return bytes(data)
+
+
+def pil_size(data):
+    import io
+
+    from PIL import Image as PILImage
+
+    PILImage.MAX_IMAGE_PIXELS = None  # read the header only; never decode
+    with PILImage.open(io.BytesIO(data)) as image:
+        return image.size
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        cv2.imencode(".jpg", np.zeros((48, 64, 3), np.uint8))[1].tobytes(),
+        cv2.imencode(".jpg", np.zeros((37, 29), np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[
+            1
+        ].tobytes(),
+        cv2.imencode(".png", np.zeros((31, 17, 4), np.uint16))[1].tobytes(),
+        jpeg_claiming(32768, 32767),
+        jpeg_claiming(20000, 20000, progressive=True),
+        png_claiming(20000, 20000),
+        png_claiming(1, 2**31 - 1),
+    ],
+    ids=["jpeg", "progressive", "png16", "jpeg-bomb", "progressive-bomb", "png-bomb", "png-tall"],
+)
+def test_compressed_size_reads_the_header_as_pil_does(data):
+    from segmentation_ros.ros.image_codec import compressed_size
+
+    width, height, _ = compressed_size(np.frombuffer(data, np.uint8))
+    assert (width, height) == pil_size(data)
+
+
+def test_decompression_bomb_refused_before_decoding():
+    bomb = CompressedImage(format="jpeg", data=jpeg_claiming(32768, 32767))
+    with pytest.raises(
+        ImageConversionError, match="^width/height: the JPEG header declares 32768x"
+    ):
+        compressed_to_numpy(bomb, max_side=4096)
+    png = CompressedImage(format="png", data=png_claiming(20000, 20000))
+    with pytest.raises(ImageConversionError, match="^width/height: the PNG header declares 20000x"):
+        compressed_to_numpy(png, max_side=4096)
+
+
+def test_compressed_streams_other_than_jpeg_png_are_refused_by_name():
+    from segmentation_ros.ros.image_codec import compressed_size
+
+    bmp = cv2.imencode(".bmp", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ImageConversionError, match="^data: not a JPEG or PNG stream"):
+        compressed_to_numpy(CompressedImage(format="bmp", data=bmp))
+    header_only = jpeg_claiming(64, 48)[:2] + b"\xff\xda\x00\x08"  # scan before any frame
+    with pytest.raises(ImageConversionError, match="^data: JPEG stream without"):
+        compressed_size(header_only)
+    zero = png_claiming(0, 10)
+    with pytest.raises(ImageConversionError, match="^width/height: the PNG header declares 0x10"):
+        compressed_size(zero)
+
+
+# -- encodings the node refused before: odd YUV widths, 8UC4, 32SC1 -----------------------------
+
+
+@pytest.mark.parametrize("encoding", ["yuv422", "uyvy", "yuyv", "yuv422_yuy2"])
+@pytest.mark.parametrize("width", [1, 3, 641])
+def test_packed_yuv_needs_an_even_width(encoding, width):
+    msg = Image(height=2, width=width, encoding=encoding, step=2 * width)
+    msg.data = bytes(2 * width * 2)
+    with pytest.raises(ImageConversionError, match="^width: .* must be even"):
+        image_to_numpy(msg)
+    with pytest.raises(ImageConversionError, match="^width:"):
+        to_rgb8(msg)
+
+
+def test_8uc4_is_read_as_rgba8():
+    pixels = random_pixels("8UC4")
+    np.testing.assert_array_equal(
+        to_rgb8(make_msg(pixels, "8UC4")), cv2.cvtColor(pixels, cv2.COLOR_RGBA2RGB)
+    )
+
+
+def test_32sc1_is_not_a_colour_image():
+    from segmentation_ros.ros.image_codec import RGB_ENCODINGS
+
+    pixels = random_pixels("32SC1")
+    msg = make_msg(pixels, "32SC1")
+    np.testing.assert_array_equal(image_to_numpy(msg), pixels)  # still decodes as labels
+    with pytest.raises(ImageConversionError, match="^encoding: '32SC1' holds labels"):
+        to_rgb8(msg)
+    assert set(SUPPORTED_ENCODINGS) - set(RGB_ENCODINGS) == {"32SC1"}

@@ -51,11 +51,11 @@ def _cause(fn, *args, **kwargs) -> str:
 
 
 def test_decode_image_drop_causes():
-    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb = np.zeros((16, 24, 3), np.uint8)  # inputs.MIN_IMAGE_SIDE is 16
     good = numpy_to_image(rgb, "rgb8")
-    assert decode_image(good, max_side=4096).shape == (4, 6, 3)
+    assert decode_image(good, max_side=4096).shape == (16, 24, 3)
     bgr = numpy_to_image(rgb, "bgr8")
-    assert decode_image(bgr, max_side=4096).shape == (4, 6, 3)
+    assert decode_image(bgr, max_side=4096).shape == (16, 24, 3)
     bad = numpy_to_image(rgb, "rgb8")
     bad.encoding = "rgb16_weird"
     assert _cause(decode_image, bad, max_side=4096) == "bad_encoding"
@@ -65,8 +65,8 @@ def test_decode_image_drop_causes():
     assert _cause(decode_image, Image(encoding="rgb8"), max_side=4096) == "bad_size"  # 0 x 0
     huge = Image(width=8000, height=8000, encoding="rgb8", step=24000)  # no data: never read
     assert _cause(decode_image, huge, max_side=4096) == "too_large"
-    jpeg = numpy_to_compressed(np.full((8, 8, 3), 200, np.uint8))
-    assert decode_image(jpeg, max_side=4096).shape == (8, 8, 3)
+    jpeg = numpy_to_compressed(np.full((16, 16, 3), 200, np.uint8))
+    assert decode_image(jpeg, max_side=4096).shape == (16, 16, 3)
     corrupt = CompressedImage(format="jpeg")
     corrupt.data = b"\xff\xd8 not a jpeg"
     assert _cause(decode_image, corrupt, max_side=4096) == "decode_error"
