@@ -36,10 +36,6 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 NAME = "soak_segmentation"
-OUTPUT_TOPICS = (
-    "objects", "instances", "semantic", "confidence", "drivable/mask", "drivable/grid",
-    "overlay", "markers",
-)  # fmt: skip
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -127,7 +123,9 @@ class Soak:
 
         from segmentation_ros.ros.diagnostics import diagnostics_values
         from segmentation_ros.ros.image_codec import numpy_to_image
-        from segmentation_ros.ros.node import OUTPUT_TYPES
+        from segmentation_ros.ros.output_table import OUTPUTS
+
+        types = {out.topic: out.msg_type for out in OUTPUTS}
 
         self.args, self.process = args, node_process
         rclpy.init()
@@ -138,11 +136,11 @@ class Soak:
         self.latencies: list[float] = []
         self.received = 0
         self.diagnostics: dict[str, str] = {}
-        node.create_subscription(OUTPUT_TYPES["objects"], "objects", self._on_objects, reliable)
-        topics = OUTPUT_TOPICS if args.outputs == "all" else tuple(args.outputs.split(","))
+        node.create_subscription(types["objects"], "objects", self._on_objects, reliable)
+        topics = tuple(types) if args.outputs == "all" else tuple(args.outputs.split(","))
         for topic in topics:
             if topic != "objects":
-                node.create_subscription(OUTPUT_TYPES[topic], topic, lambda _m: None, reliable)
+                node.create_subscription(types[topic], topic, lambda _m: None, reliable)
         node.create_subscription(
             DiagnosticArray, "/diagnostics",
             lambda m: self.diagnostics.update(diagnostics_values(m)), 10,

@@ -27,7 +27,7 @@ from std_msgs.msg import Header
 
 from segmentation_ros.ros.diagnostics import diagnostics_values
 from segmentation_ros.ros.image_codec import numpy_to_compressed, numpy_to_image
-from segmentation_ros.ros.node import OUTPUT_TYPES
+from segmentation_ros.ros.output_table import OUTPUTS
 
 from .harness import NodeProcess, spin_until
 from .test_image_codec import jpeg_claiming, png_claiming
@@ -52,8 +52,8 @@ class Client:
 
     def __init__(self):
         self.node = rclpy.create_node("reliability_client")
-        self.received = {topic: [] for topic in OUTPUT_TYPES}
-        for topic, msg_type in OUTPUT_TYPES.items():
+        self.received = {out.topic: [] for out in OUTPUTS}
+        for topic, msg_type in ((out.topic, out.msg_type) for out in OUTPUTS):
             self.node.create_subscription(msg_type, topic, self.received[topic].append, RELIABLE)
         self.diagnostics = []
         self.node.create_subscription(
