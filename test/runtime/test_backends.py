@@ -125,8 +125,8 @@ def test_tensorrt_is_refused_here_with_what_is_missing():
 
 def test_cuda_without_a_device_or_the_gpu_package_says_so(tmp_path):
     """Here: no CUDA device (and onnxruntime without its CUDA provider); nothing is exported."""
-    from segmentation_ros.runtime.backends import _onnxruntime_providers
     from segmentation_ros.runtime.cache import ArtifactCache
+    from segmentation_ros.runtime.ort_backend import onnxruntime_providers
 
     model = build_model("yolact_mobilenetv3", input_size=(64, 64))
     for kind in ("torch", "torch_compile", "onnxruntime"):
@@ -138,7 +138,7 @@ def test_cuda_without_a_device_or_the_gpu_package_says_so(tmp_path):
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
-            _onnxruntime_providers(torch.device("cuda"))
+            onnxruntime_providers(torch.device("cuda"))
 
 
 def test_dynamic_batch_is_for_tensorrt_engines():
