@@ -34,7 +34,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from segmentation_ros.runtime import tensorrt as trt
 from segmentation_ros.runtime.base import (
     Backend,
     BackendUnavailable,
@@ -49,6 +48,9 @@ from segmentation_ros.runtime.keys import artifact_key, device_facts, weights_sh
 from segmentation_ros.runtime.names import AUTO, AUTO_ORDER, BACKENDS, PRECISIONS, SUPPORTED
 from segmentation_ros.runtime.onnx_export import export_onnx
 from segmentation_ros.runtime.ort_backend import OnnxRuntimeBackend, onnxruntime_providers
+from segmentation_ros.runtime.tensorrt.build import build_engine
+from segmentation_ros.runtime.tensorrt.run import TensorRTBackend
+from segmentation_ros.runtime.tensorrt.status import require_tensorrt, tensorrt_status
 from segmentation_ros.runtime.torch_backends import CompiledBackend, TorchBackend
 
 
@@ -121,19 +123,19 @@ def _build_tensorrt(r: BuildRequest) -> Backend:
     result = r.cache.get_or_build(
         key,
         lambda target: target.write_bytes(
-            trt.build_engine(
+            build_engine(
                 r.model.to(r.device), input_size=r.input_size, precision=r.precision,
                 device=r.device, batch_sizes=r.batch_sizes, calibration=r.calibration,
             )
         ),
         suffix=".engine",
         path=r.artifact_path,
-        validate=lambda path: trt.TensorRTBackend(
+        validate=lambda path: TensorRTBackend(
             path.read_bytes(), output_type, device=r.device
         ),
         allow_build=r.allow_build,
     )  # fmt: skip
-    backend = trt.TensorRTBackend(
+    backend = TensorRTBackend(
         result.path.read_bytes(), output_type, device=r.device, precision=r.precision
     )
     backend.artifact = result
@@ -147,7 +149,7 @@ BUILDERS: dict[str, Builder] = {
     "torch_compile": Builder(_build_compiled),
     "onnxruntime": Builder(_build_onnxruntime, artifact=True),
     "tensorrt": Builder(
-        _build_tensorrt, require=trt.require_tensorrt, artifact=True, dynamic_batch=True
+        _build_tensorrt, require=require_tensorrt, artifact=True, dynamic_batch=True
     ),
 }
 
@@ -184,7 +186,7 @@ def backend_availability(device: str) -> dict[str, bool]:
         # inductor generates Triton kernels on CUDA
         "torch_compile": not cuda or importlib.util.find_spec("triton") is not None,
         "onnxruntime": onnxruntime,
-        "tensorrt": trt.tensorrt_status(device) is None,
+        "tensorrt": tensorrt_status(device) is None,
     }
 
 

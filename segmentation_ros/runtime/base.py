@@ -2,13 +2,16 @@
 check, and small model facts. The bottom layer of `runtime`: it imports only `runtime.names`
 (every other runtime module may import it; it imports none of them).
 
-Layers (each imports only those above it; test/runtime/test_layers.py checks it with ast):
+Layers (each imports only those above it; test/runtime/test_layers.py checks with ast that
+nothing imports in a cycle at module level):
   names                      torch-free names and tables
-  base, cache                this module; the artifact cache (torch-free)
+  cache                      the artifact cache (torch-free)
+  base                       this module
   torch_backends, ort_backend, onnx_export, tensorrt.status
+  tensorrt.plugins
   tensorrt.build, tensorrt.run
   keys                       cache keys (weights hash, device, versions)
-  backends                   build_backend: a registry lookup; "auto" resolved here
+  backends                   build_backend: a registry lookup; "auto" resolved there
 """
 
 from __future__ import annotations

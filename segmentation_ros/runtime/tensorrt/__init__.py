@@ -1,5 +1,6 @@
 """TensorRT backend: build a serialized engine from a network (`build`), run it (`run`), and
-say what is missing first (`status`); `plugins` makes our custom ops TensorRT plugins.
+say what is missing first (`status`); `plugins` makes our custom ops TensorRT plugins. This
+file imports nothing: import what you use from those modules.
 
 Versions: torch-tensorrt 2.14 (the release for torch 2.14), which requires TensorRT 11.1. Its
 Python sources are the contract: test/runtime/test_tensorrt_contract.py parses the pinned wheel
@@ -54,22 +55,3 @@ output per field of the model's output NamedTuple, named after the fields
 (`output_binding_names`); `TensorRTBackend` also reads Torch-TensorRT's default names output0,
 output1, ... (the flattened return value, which for a NamedTuple is its field order).
 """
-
-from segmentation_ros.runtime.tensorrt.build import build_engine, graph_precision
-from segmentation_ros.runtime.tensorrt.plugins import register_plugins
-from segmentation_ros.runtime.tensorrt.run import TensorRTBackend
-from segmentation_ros.runtime.tensorrt.status import (
-    require_tensorrt,
-    tensorrt_status,
-    tensorrt_versions,
-)
-
-__all__ = [
-    "TensorRTBackend",
-    "build_engine",
-    "graph_precision",
-    "register_plugins",
-    "require_tensorrt",
-    "tensorrt_status",
-    "tensorrt_versions",
-]
