@@ -40,7 +40,7 @@ COMBINATIONS = [
     ("auto", "fp32"),
     ("torch", "fp32"), ("torch", "bf16"), ("torch", "fp16"),
     ("torch_compile", "fp32"), ("torch_compile", "bf16"), ("torch_compile", "fp16"),
-    ("onnxruntime", "fp32"),
+    ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
     ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "bf16"), ("tensorrt", "int8"),
 ]  # fmt: skip
 

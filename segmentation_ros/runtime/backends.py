@@ -11,7 +11,9 @@ kind           precisions                 device      what it is
 torch          fp32, bf16, fp16 (cuda)    cpu, cuda   eager PyTorch (autocast below fp32)
 torch_compile  fp32, bf16, fp16 (cuda)    cpu, cuda   torch.compile (inductor; CUDA graphs on
                                                       cuda), compiled on the first calls
-onnxruntime    fp32                       cpu, cuda   ONNX Runtime on an exported ONNX file
+onnxruntime    fp32, int8 (cpu)           cpu, cuda   ONNX Runtime on an exported ONNX file
+                                                      (int8: static QDQ quantization,
+                                                      `runtime.ort_quantize`)
 tensorrt       fp32, fp16, bf16, int8     cuda        a serialized TensorRT engine
                                                       (torch-tensorrt, `runtime.tensorrt`)
 auto           resolved by `resolve_backend` where the node runs: the fastest that runs there
@@ -27,8 +29,10 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -48,6 +52,7 @@ from segmentation_ros.runtime.keys import artifact_key, device_facts, weights_sh
 from segmentation_ros.runtime.names import AUTO, AUTO_ORDER, BACKENDS, PRECISIONS, SUPPORTED
 from segmentation_ros.runtime.onnx_export import export_onnx
 from segmentation_ros.runtime.ort_backend import OnnxRuntimeBackend, onnxruntime_providers
+from segmentation_ros.runtime.ort_quantize import quantize_int8
 from segmentation_ros.runtime.tensorrt.build import build_engine
 from segmentation_ros.runtime.tensorrt.run import TensorRTBackend
 from segmentation_ros.runtime.tensorrt.status import require_tensorrt, tensorrt_status
@@ -99,7 +104,7 @@ def _build_onnxruntime(r: BuildRequest) -> Backend:
     )
     result = r.cache.get_or_build(
         key,
-        lambda target: export_onnx(r.model, target, input_size=r.input_size),
+        lambda target: _export_onnx(r, target),
         suffix=".onnx",
         path=r.artifact_path,
         validate=lambda path: OnnxRuntimeBackend(path, output_type),
@@ -111,6 +116,16 @@ def _build_onnxruntime(r: BuildRequest) -> Backend:
     )  # fmt: skip
     backend.artifact = result
     return backend
+
+
+def _export_onnx(r: BuildRequest, target: Path) -> None:
+    """The ONNX file of the request: the fp32 export, statically quantized for int8."""
+    if r.precision != "int8":
+        export_onnx(r.model, target, input_size=r.input_size)
+        return
+    with tempfile.TemporaryDirectory() as folder:
+        fp32 = export_onnx(r.model, Path(folder) / "fp32.onnx", input_size=r.input_size)
+        quantize_int8(fp32, target, r.calibration, input_size=r.input_size)
 
 
 def _build_tensorrt(r: BuildRequest) -> Backend:
@@ -228,7 +243,8 @@ def build_backend(
     artifacts are built for one size). artifact_path: a prebuilt ONNX file / engine to use
     (checked against its manifest); default: `cache` (default ~/.cache/segmentation_ros).
     allow_build: build a missing or stale artifact (else ArtifactCacheError).
-    calibration: preprocessed batches for tensorrt int8. batch_sizes: (min, opt, max) of a
+    calibration: preprocessed batches for int8 (tensorrt; onnxruntime on the CPU), needed
+    when the artifact is built. batch_sizes: (min, opt, max) of a
     dynamic-batch TensorRT engine (default: batch 1).
     Raises ValueError (unsupported combination), BackendUnavailable (missing software or
     device), ArtifactCacheError.

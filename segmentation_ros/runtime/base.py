@@ -67,8 +67,8 @@ def check_precision(kind: str, precision: str, device: str) -> None:
         )
     if kind == "onnxruntime":
         raise ValueError(
-            f"backend onnxruntime runs fp32 only (no {precision} kernels worth having); for "
-            f"{precision} use tensorrt (GPU) or torch"
+            f"backend onnxruntime runs fp32 only (and int8 on the CPU, statically quantized); "
+            f"for {precision} use tensorrt (GPU) or torch"
         )
     raise ValueError(
         f"{precision} on the CPU has no fast kernels in {kind}: use bf16 or fp32 there"

@@ -13,11 +13,11 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 DEFAULT_BACKEND = AUTO
 
 #: Precisions each backend builds, per device type ("cpu" / "cuda"). int8: TensorRT with
-#: ModelOpt calibration.
+#: ModelOpt calibration on CUDA, ONNX Runtime static (QDQ) quantization on the CPU.
 SUPPORTED = {
     "torch": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
     "torch_compile": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
-    "onnxruntime": {"cpu": ("fp32",), "cuda": ("fp32",)},
+    "onnxruntime": {"cpu": ("fp32", "int8"), "cuda": ("fp32",)},
     "tensorrt": {"cpu": (), "cuda": ("fp32", "fp16", "bf16", "int8")},
 }
 

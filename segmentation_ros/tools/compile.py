@@ -106,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         check_precision(args.backend, args.precision, args.device)  # before loading the model
+        if args.precision == "int8" and not args.calibration_data and not args.check:
+            raise ValueError("--precision int8 needs --calibration-data (images to calibrate on)")
         input_size = _input_size(args.input_size)
         batch_sizes = _batch_sizes(args.batch_sizes)
         if batch_sizes and args.backend != "tensorrt":

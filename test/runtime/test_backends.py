@@ -61,6 +61,7 @@ def test_every_backend_has_a_builder_and_auto_is_the_default():
         ("cpu", "fp32", {"tensorrt": True}, "onnxruntime"),  # TensorRT needs CUDA
         ("cpu", "fp32", {"onnxruntime": False}, "torch"),
         ("cpu", "bf16", {}, "torch"),
+        ("cpu", "int8", {}, "onnxruntime"),
         ("cuda", "fp32", {"tensorrt": True}, "tensorrt"),
         ("cuda", "fp16", {"tensorrt": True}, "tensorrt"),
         ("cuda", "int8", {"tensorrt": True}, "tensorrt"),
@@ -114,6 +115,8 @@ def test_backend_names_and_node_parameters_import_without_torch():
         ("onnxruntime", "fp32", "cuda", None),
         ("torch", "fp16", "cpu", "use bf16 or fp32"),
         ("torch", "int8", "cpu", "int8 needs the tensorrt backend"),
+        ("onnxruntime", "int8", "cpu", None),
+        ("onnxruntime", "int8", "cuda", "int8 needs the tensorrt backend"),
         ("onnxruntime", "fp16", "cpu", "fp32 only"),
         ("onnxruntime", "bf16", "cuda", "fp32 only"),
         ("tflite", "fp32", "cpu", "unknown backend"),
