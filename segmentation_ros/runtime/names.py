@@ -7,7 +7,7 @@ KINDS = ("torch", "torch_compile", "onnxruntime", "tensorrt")
 #: Resolved where the node runs to the fastest backend that runs there (see `resolve_backend`).
 AUTO = "auto"
 #: What a user may ask for: a backend, or "auto".
-BACKENDS = (AUTO, *KINDS)
+BACKENDS = (*KINDS, AUTO)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 #: What the node and the pipeline run when not told.
 DEFAULT_BACKEND = AUTO

@@ -49,7 +49,7 @@ def test_every_backend_has_a_builder_and_auto_is_the_default():
     from segmentation_ros.runtime import names
 
     assert set(backends.BUILDERS) == set(names.KINDS)
-    assert names.DEFAULT_BACKEND == "auto" and names.BACKENDS == ("auto", *names.KINDS)
+    assert names.DEFAULT_BACKEND == "auto" and names.BACKENDS == (*names.KINDS, "auto")
 
 
 # The rule (issue #13): ONNX Runtime on a CPU; TensorRT where TensorRT and CUDA exist, else
