@@ -31,7 +31,7 @@ cuda=$("$python" -c 'import torch; print(int(torch.cuda.is_available()))' 2>"$wo
 if [ "$cuda" = "1" ]; then
   start=$(date +%s)
   timeout -k 10 "$TEST_LIMIT_S" "$python" -m pytest test/gpu -v -rA -p no:cacheprovider \
-    -o console_output_style=classic >"$work/tests.txt" 2>&1
+    -o console_output_style=classic --junitxml="$work/junit.xml" >"$work/tests.txt" 2>&1
   echo "$?" >"$work/tests.rc"
   echo "$(($(date +%s) - start))" >"$work/tests.s"
   start=$(date +%s)
@@ -110,14 +110,24 @@ if not cuda:
 else:
     tests = []
     log = text("tests.txt") or ""
-    for match in re.finditer(r"^(test/gpu/\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)", log, re.M):
-        tests.append({"test": match.group(1), "outcome": match.group(2).lower()})
-    reasons = {}
-    for match in re.finditer(r"^(FAILED|ERROR|SKIPPED) (?:\[\d+\] )?(\S+?)(?::\d+)?(?: - (.*))?$", log, re.M):
-        reasons[match.group(2)] = match.group(3) or ""
-    for test in tests:
-        if test["outcome"] != "passed":
-            test["reason"] = next((r for t, r in reasons.items() if test["test"].startswith(t) or t in test["test"]), "")
+    junit = work / "junit.xml"
+    if junit.is_file():  # outcomes with their reasons
+        import xml.etree.ElementTree as ET
+
+        for case in ET.parse(junit).iter("testcase"):
+            path = case.get("classname", "").replace(".", "/")
+            test = {"test": f"{path}.py::{case.get('name')}", "outcome": "passed"}
+            for tag, outcome in (("failure", "failed"), ("error", "error"), ("skipped", "skipped")):
+                found = case.find(tag)
+                if found is not None:
+                    test["outcome"] = outcome
+                    test["reason"] = (found.get("message") or "")[:1000]
+                    break
+            tests.append(test)
+    else:  # cut short: the verbose lines printed so far
+        pattern = r"^(test/gpu/\S+) (PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)"
+        for match in re.finditer(pattern, log, re.M):
+            tests.append({"test": match.group(1), "outcome": match.group(2).lower()})
     tests_rc = int(text("tests.rc") or "1")
     bench = json.loads(text("bench.json") or "[]")
     bench_rc = int(text("bench.rc") or "1")
