@@ -43,6 +43,17 @@ if ! stamp_ok "$venv/.stamp-requirements" "$req_hash"; then
   rm -f "$venv/.stamp-cmake-paths"
 fi
 
+# 1b. The pinned torch-tensorrt and ModelOpt sources the TensorRT contract tests parse: --no-deps
+#     (their dependencies are NVIDIA's TensorRT wheels) and --target, off the import path.
+contracts_hash=$(hash_of requirements-contracts.txt)
+if ! stamp_ok "$venv/.stamp-contracts" "$contracts_hash"; then
+  log "installing requirements-contracts.txt sources into $venv/contract-sources (--no-deps)"
+  rm -rf "$venv/contract-sources"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    --target "$venv/contract-sources" -r requirements-contracts.txt
+  echo "$contracts_hash" >"$venv/.stamp-contracts"
+fi
+
 # 2. The wheels' CMake exports name the include dirs of the machine they were built on.
 if [ ! -f "$venv/.stamp-cmake-paths" ]; then
   py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')

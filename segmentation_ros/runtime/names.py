@@ -1,7 +1,28 @@
 """Backend and precision names, torch-free: parameters and command-line parsers import these
-without paying for torch. `runtime.backends` says which backend runs which precision where."""
+without paying for torch. `runtime.base.check_precision` says which backend runs which
+precision where; `runtime.backends.resolve_backend` what "auto" becomes."""
 
-BACKENDS = ("torch", "torch_compile", "onnxruntime", "tensorrt")
+#: The backends that exist (each has a builder in `runtime.backends.BUILDERS`).
+KINDS = ("torch", "torch_compile", "onnxruntime", "tensorrt")
+#: Resolved where the node runs to the fastest backend that runs there (see `resolve_backend`).
+AUTO = "auto"
+#: What a user may ask for: a backend, or "auto".
+BACKENDS = (*KINDS, AUTO)
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-#: What the node and the pipeline run when not told: the fastest backend on this machine's CPU.
-DEFAULT_BACKEND = "onnxruntime"
+#: What the node and the pipeline run when not told.
+DEFAULT_BACKEND = AUTO
+
+#: Precisions each backend builds, per device type ("cpu" / "cuda"). int8: TensorRT with
+#: ModelOpt calibration on CUDA, ONNX Runtime static (QDQ) quantization on the CPU.
+SUPPORTED = {
+    "torch": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
+    "torch_compile": {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "fp16", "bf16")},
+    "onnxruntime": {"cpu": ("fp32", "int8"), "cuda": ("fp32",)},
+    "tensorrt": {"cpu": (), "cuda": ("fp32", "fp16", "bf16", "int8")},
+}
+
+#: "auto" tries these in order, keeping the first that runs here at the asked precision.
+AUTO_ORDER = {
+    "cpu": ("onnxruntime", "torch"),
+    "cuda": ("tensorrt", "torch_compile", "torch"),
+}

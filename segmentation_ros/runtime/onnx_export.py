@@ -8,10 +8,13 @@ Output names are the field names of the model's output NamedTuple.
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from segmentation_ros.runtime.base import BackendUnavailable, model_output_type
 
 MIN_OPSET = 19  # DeformConv exists from opset 19; opset 18 gives an invalid graph
 
@@ -37,8 +40,12 @@ def export_onnx(
     input_size: (H, W) of the network input. The graph is exported for that fixed size (the
     configs fix it; fixed shapes let ONNX Runtime and TensorRT fold the priors' shapes).
     """
-    from segmentation_ros.runtime.backends import model_output_type
-
+    missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+    if missing:  # the dynamo exporter imports them on its first call
+        raise BackendUnavailable(
+            f"exporting to ONNX needs {' and '.join(missing)} (pip install onnx onnxscript); "
+            "or give a prebuilt ONNX file"
+        )
     if opset < MIN_OPSET:
         raise ValueError(f"opset {opset} < {MIN_OPSET}: DeformConv needs opset 19 or later")
     path = Path(path)

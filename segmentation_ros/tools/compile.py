@@ -14,7 +14,8 @@ that key is kept (status "loaded"); a stale or corrupt one is rebuilt and the re
 
 Prints the key, the path, the status and the seconds it took; the last line is JSON.
 Exit status: 0 ok, 1 build failed or --check found none, 2 bad arguments or missing software
-(e.g. TensorRT on a machine without it: the message names what is missing).
+(e.g. TensorRT on a machine without it, also when found only while building: the message names
+what is missing).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", default="", help="model file (default: the embedded model)")
     p.add_argument("--model", default="", help="architecture, for official YOLACT weights")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    p.add_argument("--device", default="cpu", help="cuda for TensorRT engines")
+    p.add_argument(
+        "--device", default="", help="default: cuda for tensorrt (engines are per GPU), else cpu"
+    )
     p.add_argument("--input-size", default="", help="network input HxW (default: the model's)")
     p.add_argument(
         "--batch-sizes", default="", help="TensorRT dynamic batch MIN,OPT,MAX (default: 1)"
@@ -76,8 +79,20 @@ def _batch_sizes(text: str) -> tuple[int, int, int] | None:
     return sizes
 
 
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether `error` or an exception it was raised from is a `kind`."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.device = args.device or ("cuda" if args.backend == "tensorrt" else "cpu")
     from segmentation_ros.models.checkpoint import CheckpointError
     from segmentation_ros.pipeline import calibration_batches, load_model
     from segmentation_ros.runtime.backends import (
@@ -91,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         check_precision(args.backend, args.precision, args.device)  # before loading the model
+        if args.precision == "int8" and not args.calibration_data and not args.check:
+            raise ValueError("--precision int8 needs --calibration-data (images to calibrate on)")
         input_size = _input_size(args.input_size)
         batch_sizes = _batch_sizes(args.batch_sizes)
         if batch_sizes and args.backend != "tensorrt":
@@ -100,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cache = ArtifactCache(args.cache_dir or None)
         if args.check:
             if args.backend == "tensorrt":  # the key names the GPU and TensorRT's versions
-                from segmentation_ros.runtime.tensorrt import require_tensorrt
+                from segmentation_ros.runtime.tensorrt.status import require_tensorrt
 
                 require_tensorrt(args.device)
             batch = "-".join(map(str, batch_sizes)) if batch_sizes else "1"
@@ -132,7 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except ArtifactCacheError as error:
         print(f"segmentation-ros-compile: {error}", file=sys.stderr)
-        return 1
+        # Software found missing only while building (ModelOpt for int8, TensorRT plugins, an
+        # exporter) is still missing software, whatever the cache wrapped it in.
+        return 2 if _caused_by(error, BackendUnavailable) else 1
     seconds = time.perf_counter() - start
     why = f" ({result.reason})" if result.reason else ""
     print(f"key: {json.dumps(result.key.as_dict())}")

@@ -65,7 +65,7 @@ def test_pcv_backproject_kernel_on_gpu():
 @pytest.mark.parametrize(
     "backend,precision",
     [("torch", "fp16"), ("torch", "bf16"), ("torch_compile", "fp32"), ("torch_compile", "fp16"),
-     ("onnxruntime", "fp32"), ("tensorrt", "fp32"), ("tensorrt", "fp16")],
+     ("onnxruntime", "fp32"), ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "bf16")],
 )  # fmt: skip
 def test_backend_agrees_with_the_reference(tmp_path, backend, precision):
     from segmentation_ros.runtime.backends import BackendUnavailable
@@ -82,6 +82,8 @@ def test_backend_agrees_with_the_reference(tmp_path, backend, precision):
         )
     except BackendUnavailable as error:  # onnxruntime-gpu / TensorRT not installed there
         pytest.skip(str(error))
+    # The engine was checked to compute in the precision asked for before it was built.
+    assert candidate.backend.precision == precision
     reference = SegmentationPipeline(loaded, backend="torch", device=CUDA)
     agreement = compare_backends(reference, candidate, open_dataset("synthetic-live:4@640x480"))
     assert Tolerances().check(agreement) == [], agreement.summary()
@@ -95,3 +97,13 @@ def test_backend_agrees_with_the_reference(tmp_path, backend, precision):
             allow_build=False,
         )
         assert again.artifact.status == "loaded"
+
+
+def test_auto_on_cuda_is_tensorrt_else_torch_compile():
+    """The rule of issue #13 where the node runs on a GPU (resolution only: the builds are
+    tested above)."""
+    from segmentation_ros.runtime.backends import resolve_backend
+    from segmentation_ros.runtime.tensorrt.status import tensorrt_status
+
+    expected = "tensorrt" if tensorrt_status(CUDA) is None else "torch_compile"
+    assert resolve_backend("auto", device=CUDA) == expected

@@ -45,6 +45,55 @@ def test_node_parameters_offer_exactly_the_runtime_choices():
     assert params.BACKENDS == backends.BACKENDS and params.PRECISIONS == backends.PRECISIONS
 
 
+def test_every_backend_has_a_builder_and_auto_is_the_default():
+    from segmentation_ros.runtime import names
+
+    assert set(backends.BUILDERS) == set(names.KINDS)
+    assert names.DEFAULT_BACKEND == "auto" and names.BACKENDS == (*names.KINDS, "auto")
+
+
+# The rule (issue #13): ONNX Runtime on a CPU; TensorRT where TensorRT and CUDA exist, else
+# torch_compile on CUDA; a precision the first choice cannot run falls to the next that can.
+@pytest.mark.parametrize(
+    "where,precision,available,expected",
+    [
+        ("cpu", "fp32", {}, "onnxruntime"),
+        ("cpu", "fp32", {"tensorrt": True}, "onnxruntime"),  # TensorRT needs CUDA
+        ("cpu", "fp32", {"onnxruntime": False}, "torch"),
+        ("cpu", "bf16", {}, "torch"),
+        ("cpu", "int8", {}, "onnxruntime"),
+        ("cuda", "fp32", {"tensorrt": True}, "tensorrt"),
+        ("cuda", "fp16", {"tensorrt": True}, "tensorrt"),
+        ("cuda", "int8", {"tensorrt": True}, "tensorrt"),
+        ("cuda", "fp32", {"tensorrt": False}, "torch_compile"),
+        ("cuda", "fp16", {"tensorrt": False}, "torch_compile"),
+        ("cuda", "fp32", {"tensorrt": False, "torch_compile": False}, "torch"),
+    ],
+)
+def test_auto_rule(where, precision, available, expected):
+    assert backends.choose_backend(where, precision, available) == expected
+
+
+def test_auto_rule_says_when_nothing_fits():
+    with pytest.raises(BackendUnavailable, match="nothing runs int8 on cuda.*tensorrt"):
+        backends.choose_backend("cuda", "int8", {"tensorrt": False})
+
+
+def test_auto_on_this_machine(tmp_path):
+    """Here (CPU, onnxruntime installed, no TensorRT): auto is onnxruntime, and the built
+    backend reports the backend that runs."""
+    from segmentation_ros.runtime.cache import ArtifactCache
+
+    available = backends.backend_availability("cpu")
+    assert available["onnxruntime"] and not backends.backend_availability("cuda")["tensorrt"]
+    assert backends.resolve_backend("auto", device="cpu") == "onnxruntime"
+    assert backends.resolve_backend("torch", device="cpu") == "torch"
+    backend = build_backend("auto", Tiny(), input_size=(16, 16), cache=ArtifactCache(tmp_path))
+    assert backend.name == "onnxruntime" and backend.artifact.status == "built"
+    with pytest.raises(BackendUnavailable, match="no CUDA device"):
+        build_backend("auto", Tiny(), input_size=(16, 16), device="cuda")
+
+
 def test_backend_names_and_node_parameters_import_without_torch():
     code = (
         "import sys, segmentation_ros.runtime.names, segmentation_ros.ros.params; "
@@ -66,6 +115,8 @@ def test_backend_names_and_node_parameters_import_without_torch():
         ("onnxruntime", "fp32", "cuda", None),
         ("torch", "fp16", "cpu", "use bf16 or fp32"),
         ("torch", "int8", "cpu", "int8 needs the tensorrt backend"),
+        ("onnxruntime", "int8", "cpu", None),
+        ("onnxruntime", "int8", "cuda", "int8 needs the tensorrt backend"),
         ("onnxruntime", "fp16", "cpu", "fp32 only"),
         ("onnxruntime", "bf16", "cuda", "fp32 only"),
         ("tflite", "fp32", "cpu", "unknown backend"),
@@ -125,8 +176,8 @@ def test_tensorrt_is_refused_here_with_what_is_missing():
 
 def test_cuda_without_a_device_or_the_gpu_package_says_so(tmp_path):
     """Here: no CUDA device (and onnxruntime without its CUDA provider); nothing is exported."""
-    from segmentation_ros.runtime.backends import _onnxruntime_providers
     from segmentation_ros.runtime.cache import ArtifactCache
+    from segmentation_ros.runtime.ort_backend import onnxruntime_providers
 
     model = build_model("yolact_mobilenetv3", input_size=(64, 64))
     for kind in ("torch", "torch_compile", "onnxruntime"):
@@ -138,7 +189,7 @@ def test_cuda_without_a_device_or_the_gpu_package_says_so(tmp_path):
 
     if "CUDAExecutionProvider" not in ort.get_available_providers():
         with pytest.raises(BackendUnavailable, match="onnxruntime-gpu"):
-            _onnxruntime_providers(torch.device("cuda"))
+            onnxruntime_providers(torch.device("cuda"))
 
 
 def test_dynamic_batch_is_for_tensorrt_engines():

@@ -69,3 +69,24 @@ def test_bad_requests_say_what_to_fix(tmp_path, capsys, extra, message):
     assert compile_main([*extra, "--cache-dir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_tensorrt_builds_for_cuda_by_default(tmp_path, capsys):
+    """No --device: engines are GPU-specific, so tensorrt means cuda (here: what is missing,
+    not a complaint that cpu is not a CUDA device)."""
+    assert compile_main(["--backend", "tensorrt", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "is not installed" in err and "no CUDA device" in err
+    assert "'cpu' is not a CUDA device" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_software_missing_while_building_exits_2(tmp_path, capsys, monkeypatch):
+    """The exporter found missing inside the cache's build (wrapped in ArtifactCacheError) is
+    missing software: exit 2, the message naming it."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxscript", None)  # as if not installed
+    assert compile_main(["--backend", "onnxruntime", "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "building" in err and "needs onnxscript" in err

@@ -42,14 +42,13 @@ Empty batches and zero output channels return an empty output without launching 
 
 from __future__ import annotations
 
-import contextlib
-
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
 from segmentation_ros.ops.deform_conv import _check_inputs
+from segmentation_ros.ops.triton._device import device_guard
 
 # Upper bound on the column buffer of one chunk of images (at least one image is processed).
 COLUMN_BUDGET_BYTES = 256 << 20
@@ -209,9 +208,7 @@ def modulated_deform_conv2d_triton(
     block_c = min(triton.next_power_of_2(max(channels_per_dg, 1)), MAX_BLOCK_C)
     block_l = min(triton.next_power_of_2(n_pixels), BLOCK_L)
     n_l_blocks = triton.cdiv(n_pixels, block_l)
-    device_guard = torch.cuda.device(input.device) if input.is_cuda else contextlib.nullcontext()
-
-    with device_guard:
+    with device_guard(input):
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             cols = columns[: stop - start]

@@ -30,6 +30,7 @@ import triton.language as tl
 from torch import Tensor
 
 from segmentation_ros.ops.fast_nms import _check_fast_nms_inputs
+from segmentation_ros.ops.triton._device import device_guard
 from segmentation_ros.ops.triton._dtypes import TL_DTYPES
 
 __all__ = ["fast_nms_triton"]
@@ -159,18 +160,19 @@ def fast_nms_triton(
     keep = torch.empty((groups, size), dtype=torch.uint8, device=scores.device)
     compute = tl.float64 if boxes.dtype == torch.float64 else tl.float32
     grid = (groups, triton.cdiv(size, BLOCK_J))
-    _fast_nms_kernel[grid](
-        boxes,
-        scores,
-        thresholds,
-        keep,
-        size,
-        *boxes.stride(),
-        *scores.stride(),
-        DTYPE=TL_DTYPES[boxes.dtype],
-        COMPUTE=compute,
-        BLOCK_I=BLOCK_I,
-        BLOCK_J=BLOCK_J,
-        enable_fp_fusion=False,
-    )
+    with device_guard(scores):
+        _fast_nms_kernel[grid](
+            boxes,
+            scores,
+            thresholds,
+            keep,
+            size,
+            *boxes.stride(),
+            *scores.stride(),
+            DTYPE=TL_DTYPES[boxes.dtype],
+            COMPUTE=compute,
+            BLOCK_I=BLOCK_I,
+            BLOCK_J=BLOCK_J,
+            enable_fp_fusion=False,
+        )
     return keep.view(torch.bool)

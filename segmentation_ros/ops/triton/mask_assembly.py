@@ -31,6 +31,7 @@ import triton.language as tl
 from torch import Tensor
 
 from segmentation_ros.ops.mask_assembly import _check_assembly_inputs, crop_windows
+from segmentation_ros.ops.triton._device import device_guard
 from segmentation_ros.ops.triton._dtypes import TL_DTYPES
 
 __all__ = ["assemble_masks_triton"]
@@ -134,22 +135,23 @@ def assemble_masks_triton(
         windows = torch.empty((0, 4), dtype=torch.int32, device=proto.device)  # unused
     block_k = min(MAX_BLOCK_K, max(16, triton.next_power_of_2(depth)))
     grid = (triton.cdiv(count, BLOCK_N), triton.cdiv(height * width, BLOCK_P))
-    _assemble_masks_kernel[grid](
-        proto,
-        coef,
-        windows,
-        out,
-        count,
-        width,
-        height * width,
-        depth,
-        *proto.stride(),
-        *coef.stride(),
-        DTYPE=TL_DTYPES[proto.dtype],
-        ACC=tl.float64 if proto.dtype == torch.float64 else tl.float32,
-        HAS_CROP=boxes is not None,
-        BLOCK_N=BLOCK_N,
-        BLOCK_P=BLOCK_P,
-        BLOCK_K=block_k,
-    )
+    with device_guard(proto):
+        _assemble_masks_kernel[grid](
+            proto,
+            coef,
+            windows,
+            out,
+            count,
+            width,
+            height * width,
+            depth,
+            *proto.stride(),
+            *coef.stride(),
+            DTYPE=TL_DTYPES[proto.dtype],
+            ACC=tl.float64 if proto.dtype == torch.float64 else tl.float32,
+            HAS_CROP=boxes is not None,
+            BLOCK_N=BLOCK_N,
+            BLOCK_P=BLOCK_P,
+            BLOCK_K=block_k,
+        )
     return out

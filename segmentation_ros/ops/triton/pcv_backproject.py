@@ -24,6 +24,7 @@ import triton.language as tl
 from torch import Tensor
 
 from segmentation_ros.ops.pcv_voting import VoteConfig, _check_backproject
+from segmentation_ros.ops.triton._device import device_guard
 
 __all__ = ["pcv_backproject_triton"]
 
@@ -111,19 +112,20 @@ def pcv_backproject_triton(
     geometry = torch.tensor(config.cell_geometry(), dtype=torch.int32).to(cells.device)
     _, height, width = cells.shape
     grid = (triton.cdiv(out.numel(), BLOCK),)
-    _pcv_backproject_kernel[grid](
-        cells,
-        regions,
-        geometry,
-        out,
-        out.numel(),
-        height,
-        width,
-        *cells.stride(),
-        *regions.stride(),
-        NUM_CELLS=config.num_cells,
-        SIZE=outer_size,
-        SLOTS=triton.next_power_of_2(outer_size * outer_size),
-        BLOCK=BLOCK,
-    )
+    with device_guard(cells):
+        _pcv_backproject_kernel[grid](
+            cells,
+            regions,
+            geometry,
+            out,
+            out.numel(),
+            height,
+            width,
+            *cells.stride(),
+            *regions.stride(),
+            NUM_CELLS=config.num_cells,
+            SIZE=outer_size,
+            SLOTS=triton.next_power_of_2(outer_size * outer_size),
+            BLOCK=BLOCK,
+        )
     return out

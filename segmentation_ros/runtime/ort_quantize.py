@@ -1,0 +1,86 @@
+"""int8 for the CPU: ONNX Runtime static quantization of an exported fp32 ONNX file.
+
+QDQ format (QuantizeLinear / DequantizeLinear pairs around each quantized op; ONNX Runtime
+fuses them into int8 kernels, VNNI where the CPU has it), int8 activations and weights (S8S8,
+ONNX Runtime's recommended first choice), per-channel weight scales (one per output channel of
+each convolution: what keeps accuracy in depthwise and narrow layers), activation ranges from
+MinMax calibration over preprocessed images (the `calibration_data` option). Ops it does not
+quantize (e.g. DeformConv) stay float32. Reference: onnxruntime.ai, "Quantize ONNX models".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from torch import Tensor
+
+from segmentation_ros.runtime.base import BackendUnavailable
+
+
+def _calibration_arrays(calibration: Iterable[Tensor], input_size: tuple[int, int]) -> list:
+    """The calibration images as [1, 3, H, W] float32 arrays (the ONNX file is batch 1).
+    ValueError for a batch of another shape, or no image at all."""
+    arrays = []
+    for index, batch in enumerate(calibration):
+        if not isinstance(batch, Tensor) or tuple(batch.shape[1:]) != (3, *input_size):
+            shape = tuple(batch.shape) if isinstance(batch, Tensor) else type(batch)
+            raise ValueError(
+                f"calibration batch {index} must be a [B, 3, {input_size[0]}, {input_size[1]}] "
+                f"tensor (preprocessed images), got {shape}"
+            )
+        arrays += [image[None].float().cpu().numpy() for image in batch.detach()]
+    if not arrays:
+        raise ValueError("calibration gave no images; int8 needs representative images")
+    return arrays
+
+
+def quantize_int8(
+    fp32_path: str | Path,
+    int8_path: str | Path,
+    calibration: Iterable[Tensor] | None,
+    *,
+    input_size: tuple[int, int],
+    input_name: str = "images",
+) -> Path:
+    """Write the static int8 quantization of the ONNX file `fp32_path` to `int8_path`.
+
+    calibration: preprocessed [B, 3, H, W] float32 images (a few dozen representative ones,
+    e.g. `pipeline.calibration_batches`); required. Returns `int8_path`.
+    """
+    if calibration is None:
+        raise ValueError(
+            "precision 'int8' needs calibration: pass calibration=an iterable of preprocessed "
+            "[B, 3, H, W] float32 tensors (the calibration_data option / --calibration-data)"
+        )
+    arrays = _calibration_arrays(calibration, input_size)
+    try:
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            CalibrationMethod,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+    except ImportError as error:
+        raise BackendUnavailable("int8 quantization needs onnxruntime (with onnx)") from error
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._images = iter(arrays)
+
+        def get_next(self) -> dict | None:
+            image = next(self._images, None)
+            return None if image is None else {input_name: image}
+
+    quantize_static(
+        str(fp32_path),
+        str(int8_path),
+        _Reader(),
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QInt8,
+        weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+    )
+    return Path(int8_path)
