@@ -58,11 +58,10 @@ class SegmentationPipeline:
         self.network_config = family.network_config(
             family.with_input_size(loaded.config, self.input_size)
         )
-        self.backend_name = backend
         self.precision = precision
         calibration = None
-        # int8 elsewhere, or without calibration data, is refused by build_backend / build_engine.
-        if precision == "int8" and backend == "tensorrt" and calibration_data:
+        # int8 without calibration data is refused by build_backend (unless its artifact exists).
+        if precision == "int8" and calibration_data:
             calibration = calibration_batches(
                 calibration_data, self.network_config, self.input_size
             )
@@ -79,7 +78,9 @@ class SegmentationPipeline:
             allow_build=allow_build,
             calibration=calibration,
         )
-        #: How the ONNX file / engine was obtained ("loaded" / "built" and why), or None.
+        #: The backend that runs ("auto" resolved), and how its ONNX file / engine was obtained
+        #: ("loaded" / "built" and why, None for torch).
+        self.backend_name = self.backend.name
         self.artifact = self.backend.artifact
         self.postprocess = family.postprocessor(
             loaded.model, loaded.config, input_size=self.input_size, device=self.device

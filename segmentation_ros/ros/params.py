@@ -124,8 +124,9 @@ _SPECS = (
     ParamSpec(
         "backend",
         DEFAULT_BACKEND,
-        "inference backend: torch (eager), torch_compile (inductor; CUDA graphs on GPU), "
-        "onnxruntime, tensorrt (GPU with TensorRT)",
+        "inference backend: auto (the fastest that runs here: onnxruntime on a CPU; tensorrt, "
+        "else torch_compile on CUDA), torch (eager), torch_compile (inductor; CUDA graphs on "
+        "GPU), onnxruntime, tensorrt (GPU with TensorRT)",
         choices=BACKENDS,
     ),
     ParamSpec(
