@@ -44,7 +44,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="", help="model file (default: embedded default)")
     p.add_argument("--model", default="", help="`model` parameter (official weights need it)")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=("torch", "onnxruntime"))
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=("auto", "torch", "onnxruntime"))
+    p.add_argument(
+        "--bare",
+        action="store_true",
+        help="the node as `segmentation_node` starts with no parameters (only its name)",
+    )
     p.add_argument("--seconds", type=float, default=30.0)
     p.add_argument("--rate", type=float, default=30.0, help="camera frames per second")
     p.add_argument("--width", type=int, default=640)
@@ -82,7 +87,12 @@ def rss_mib(pid: int) -> float:
 def start_node(args, checkpoint: str, env: dict[str, str], temp: Path) -> subprocess.Popen:
     command = [
         sys.executable, str(REPO / "bin" / "segmentation_node"), "--ros-args",
-        "-r", "__node:=bench_segmentation", "-p", f"backend:={args.backend}",
+        "-r", "__node:=bench_segmentation",
+    ]  # fmt: skip
+    if args.bare:  # what a user gets from a bare `segmentation_node`
+        return _spawn(command + (["-p", f"checkpoint:={checkpoint}"] if checkpoint else []), env)
+    command += [
+        "-p", f"backend:={args.backend}",
         "-p", "diagnostics_period:=1.0", "-p", "max_image_age_ms:=1000.0",
         "-p", f"num_threads:={args.num_threads}",
     ]  # fmt: skip
@@ -90,11 +100,15 @@ def start_node(args, checkpoint: str, env: dict[str, str], temp: Path) -> subpro
         command += ["-p", f"checkpoint:={checkpoint}"]
     if args.model:
         command += ["-p", f"model:={args.model}"]
-    if args.backend == "onnxruntime":  # exported on configure, into the temporary folder
+    if args.backend != "torch":  # exported on configure, into the temporary folder
         command += ["-p", f"engine_cache_dir:={temp}"]
     if args.input_size:
         h, w = (int(v) for v in args.input_size.lower().split("x"))
         command += ["-p", f"input_height:={h}", "-p", f"input_width:={w}"]
+    return _spawn(command, env)
+
+
+def _spawn(command: list[str], env: dict[str, str]) -> subprocess.Popen:
     log = open(Path(tempfile.gettempdir()) / "bench_node.log", "w")  # noqa: SIM115
     return subprocess.Popen(
         command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
