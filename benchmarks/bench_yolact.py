@@ -2,11 +2,17 @@
 side by side, and YOLACT-R50 at 550 end to end against a straightforward official pipeline.
 
     source env.sh && python benchmarks/bench_yolact.py                        # light configs
-    python benchmarks/bench_yolact.py --models yolact_resnet50 --end-to-end   # + the 1.5x check
+    python benchmarks/bench_yolact.py --models yolact_resnet50 --end-to-end   # + official, int8
 
 Stages: preprocess (resize + normalise), network (backend.infer), nms (decode + Fast NMS),
 masks (assembly + crop + full-resolution masks inside boxes), id_image. Random weights with the
 class logits biased so that about 100 detections survive, at a 640x480 image.
+
+--end-to-end adds the straightforward official pipeline (torch eager, dense postprocess, full
+masks) and ONNX Runtime int8 (static QDQ, calibrated on --calibration-scenes synthetic scenes),
+with the speed-up over the official pipeline and int8's agreement with ONNX Runtime fp32 on
+--agreement-scenes other synthetic scenes: box agreement (reference detections whose same-class
+match by mask IoU has box IoU >= 0.9, over the larger count) and the mean mask IoU of matches.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import time
 import numpy as np
 import torch
 
+from segmentation_ros.data.synthetic import generate_scene
 from segmentation_ros.models import build_model
 from segmentation_ros.models.preprocess import preprocess
 from segmentation_ros.postprocess import YolactPostprocessParams, postprocess_yolact
@@ -67,6 +74,73 @@ def stages(model, backend, image, repeat, path="fast"):
                 detections=len(instances))  # fmt: skip
 
 
+def detections(model, backend, image):
+    """(boxes [N, 4], classes [N], full masks [N, H, W] bool) of one image."""
+    params = YolactPostprocessParams.from_config(model.config.postprocess)
+    outputs = backend.infer(preprocess(image, model.config))
+    instances = postprocess_yolact(outputs, model.priors, image_size=image.shape[:2],
+                                   params=params, mask_iou_head=model.mask_iou_head)[0]  # fmt: skip
+    return (instances.boxes.numpy(), instances.classes.numpy(),
+            instances.full_masks().numpy().astype(bool))  # fmt: skip
+
+
+def agreement(reference, candidate, box_iou=0.9):
+    """(reference things, agreeing boxes, matched mask IoUs), the rule of
+    `train.backend_agreement.compare_frames`: greedy same-class matches by mask IoU."""
+    (rb, rc, rm), (cb, cc, cm) = reference, candidate
+    if not len(rb) or not len(cb):
+        return max(len(rb), len(cb)), 0, []
+    r, c = rm.reshape(len(rm), -1).astype(np.float32), cm.reshape(len(cm), -1).astype(np.float32)
+    inter = r @ c.T
+    ious = inter / np.maximum(r.sum(1)[:, None] + c.sum(1)[None] - inter, 1)
+    ious = np.where(rc[:, None] == cc[None], ious, 0.0)
+    lo, hi = (
+        np.maximum(rb[:, None, :2], cb[None, :, :2]),
+        np.minimum(rb[:, None, 2:], cb[None, :, 2:]),
+    )
+    inter_box = np.prod(np.clip(hi - lo, 0, None), axis=2)
+    area = lambda b: np.prod(b[:, 2:] - b[:, :2], axis=1)  # noqa: E731
+    boxes = inter_box / np.maximum(area(rb)[:, None] + area(cb)[None] - inter_box, 1e-9)
+    taken, agreeing, matched = np.zeros(len(cb), bool), 0, []
+    for i in np.argsort(-ious.max(axis=1)):
+        j = int(np.argmax(np.where(taken, -1.0, ious[i])))
+        if taken[j] or ious[i, j] <= 0:
+            continue
+        taken[j] = True
+        matched.append(float(ious[i, j]))
+        agreeing += int(boxes[i, j] >= box_iou)
+    return max(len(rb), len(cb)), agreeing, matched
+
+
+def int8_rows(name, model, image, args, cache, official_total):
+    """ONNX Runtime int8 (calibrated on synthetic scenes): its stages, its speed-up over the
+    official pipeline, and its agreement with ONNX Runtime fp32 on other synthetic scenes."""
+
+    def scene(seed):
+        return generate_scene(seed, width=640, height=480).image
+
+    calibration = [preprocess(scene(100000 + i), model.config)
+                   for i in range(args.calibration_scenes)]  # fmt: skip
+    fp32 = build_backend("onnxruntime", model, cache=cache, input_size=model.config.input_size)
+    int8 = build_backend("onnxruntime", model, precision="int8", cache=cache,
+                         input_size=model.config.input_size, calibration=calibration)  # fmt: skip
+    r = stages(model, int8, image, args.repeat)
+    total = sum(r[k] for k in ("preprocess", "network", "nms", "masks", "id_image"))
+    print(f"{name:24s} {'ort int8':12s} " + " ".join(
+        f"{r[k]:9.1f}" for k in ("preprocess", "network", "nms", "masks", "id_image")
+    ) + f" {total:9.1f} {r['detections']:9d}")  # fmt: skip
+    things = agreeing = 0
+    ious: list[float] = []
+    for i in range(args.agreement_scenes):
+        img = scene(940500 + i)
+        n, a, m = agreement(detections(model, fp32, img), detections(model, int8, img))
+        things, agreeing, ious = things + n, agreeing + a, ious + m
+    print(f"int8 end to end: {official_total / total:.2f}x the official pipeline; vs ORT fp32 on "
+          f"{args.agreement_scenes} synthetic scenes (seeds 940500..): box agreement "
+          f"{agreeing / max(things, 1):.3f} ({agreeing}/{things}), mean mask IoU "
+          f"{np.mean(ious) if ious else float('nan'):.3f}")  # fmt: skip
+
+
 def _reference_id_image(instances):
     from segmentation_ros.postprocess import reference_id_image
 
@@ -78,6 +152,8 @@ def main():
     parser.add_argument("--models", nargs="+", default=["yolact_mobilenetv3", "yolact_resnet18"])
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--end-to-end", action="store_true")
+    parser.add_argument("--calibration-scenes", type=int, default=32)
+    parser.add_argument("--agreement-scenes", type=int, default=10)
     args = parser.parse_args()
     torch.set_num_threads(2)
     image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
@@ -106,6 +182,7 @@ def main():
                     f"{official[k]:9.1f}" for k in ("preprocess", "network", "nms", "masks",
                                                     "id_image")
                 ) + f" {total:9.1f} {official['detections']:9d}")  # fmt: skip
+                int8_rows(name, model, image, args, cache, total)
 
 
 if __name__ == "__main__":
