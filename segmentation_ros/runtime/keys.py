@@ -50,6 +50,10 @@ def artifact_key(
         device_name, capability = device_facts(device)
     else:  # an ONNX file runs on any device: the exporter and the opset make it
         versions["onnx_opset"] = str(MIN_OPSET)
+        if precision == "int8":
+            from segmentation_ros.runtime.ort_quantize import RECIPE
+
+            versions["int8_recipe"] = RECIPE
         device_name, capability = "any", ""
     return ArtifactKey(
         backend=kind,

@@ -5,7 +5,10 @@ fuses them into int8 kernels, VNNI where the CPU has it), int8 activations and w
 ONNX Runtime's recommended first choice), per-channel weight scales (one per output channel of
 each convolution: what keeps accuracy in depthwise and narrow layers), activation ranges from
 MinMax calibration over preprocessed images (the `calibration_data` option). Ops it does not
-quantize (e.g. DeformConv) stay float32. Reference: onnxruntime.ai, "Quantize ONNX models".
+quantize (e.g. DeformConv) stay float32, and so do the layers that produce the raw outputs (box
+offsets, class logits, mask coefficients, prototypes, semantic logits): their error goes
+straight into which boxes win NMS and where mask edges fall, for a small share of the compute
+(`output_layers`). Reference: onnxruntime.ai, "Quantize ONNX models".
 """
 
 from __future__ import annotations
@@ -33,6 +36,39 @@ def _calibration_arrays(calibration: Iterable[Tensor], input_size: tuple[int, in
     if not arrays:
         raise ValueError("calibration gave no images; int8 needs representative images")
     return arrays
+
+
+#: Part of the cache key of int8 ONNX files: change it when the quantization recipe changes, so
+#: that files made by an older recipe are rebuilt rather than reused.
+RECIPE = "qdq-s8s8-per-channel-minmax-float-output-layers"
+
+#: Ops between a last convolution and a graph output that only reshape, reorder or squash values.
+_PASS_THROUGH = frozenset(
+    "Reshape Transpose Concat Flatten Squeeze Unsqueeze Identity Cast Slice Split Sigmoid Tanh "
+    "Softmax Relu Resize".split()
+)
+_LAYERS = frozenset(("Conv", "ConvTranspose", "MatMul", "Gemm"))
+
+
+def output_layers(model_path: str | Path) -> list[str]:
+    """Names of the Conv / MatMul / Gemm nodes whose results reach a graph output through
+    pass-through ops only (the heads' last layers)."""
+    import onnx
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    found, seen = [], set()
+    stack = [o.name for o in graph.output]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is None or node.name in seen:
+            continue
+        seen.add(node.name)
+        if node.op_type in _LAYERS:
+            found.append(node.name)
+        elif node.op_type in _PASS_THROUGH:
+            stack += [name for name in node.input if name]
+    return sorted(found)
 
 
 def quantize_int8(
@@ -82,5 +118,6 @@ def quantize_int8(
         activation_type=QuantType.QInt8,
         weight_type=QuantType.QInt8,
         calibrate_method=CalibrationMethod.MinMax,
+        nodes_to_exclude=output_layers(fp32_path),
     )
     return Path(int8_path)
