@@ -108,10 +108,12 @@ def init_from_environment(device: str | torch.device) -> tuple[DistContext, torc
     return DistContext(rank=rank, world_size=world, local_rank=local), device
 
 
-def shutdown(context: DistContext) -> None:
-    """Wait for every process, then leave the process group (no-op for one process)."""
+def shutdown(context: DistContext, wait: bool = True) -> None:
+    """Leave the process group, after waiting for every process when `wait` (no-op for one
+    process)."""
     if context.active and dist.is_initialized():
-        dist.barrier()
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 
