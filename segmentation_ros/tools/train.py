@@ -57,6 +57,16 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected fractions (0.35,0.75), got {text!r}") from None
+    if not values or any(not 0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"lr steps are fractions in (0, 1), got {text!r}")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segmentation-ros-train",
@@ -78,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
     p.add_argument("--schedule", default="step", choices=("step", "cosine", "constant"))
     p.add_argument("--warmup-steps", type=int, help="warm-up steps (default min(500, steps / 10))")
+    p.add_argument("--warmup-factor", default=0.1, type=float, help="warm-up starts at this x lr")
+    p.add_argument(
+        "--lr-steps",
+        default=(0.35, 0.75, 0.875, 0.9375),
+        type=_fractions,
+        help="step schedule: x gamma at these fractions of --steps (official YOLACT default)",
+    )
+    p.add_argument("--gamma", default=0.1, type=float, help="step schedule factor")
+    p.add_argument("--momentum", default=0.9, type=float, help="SGD momentum")
     p.add_argument("--weight-decay", default=5e-4, type=float)
     p.add_argument("--grad-clip", default=10.0, type=float, help="max gradient norm (0: off)")
     p.add_argument("--no-augment", action="store_true", help="no photometric / scale / flip")
@@ -188,7 +207,11 @@ def _train(args: argparse.Namespace, context: distributed.DistContext, device) -
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         warmup_steps=warmup,
+        warmup_factor=args.warmup_factor,
         schedule=args.schedule,
+        lr_steps=args.lr_steps,
+        gamma=args.gamma,
+        momentum=args.momentum,
         grad_clip=args.grad_clip or None,
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
