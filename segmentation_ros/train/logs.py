@@ -88,7 +88,8 @@ class RunLog:
         if not new_file:
             _truncate_csv(csv_path, self.start_step)
         self._file = open(csv_path, "w" if new_file else "a", newline="")
-        self._csv = csv.DictWriter(self._file, fieldnames=CSV_FIELDS)
+        # a term outside CSV_FIELDS (a new family's) goes to TensorBoard only
+        self._csv = csv.DictWriter(self._file, fieldnames=CSV_FIELDS, extrasaction="ignore")
         if new_file:
             self._csv.writeheader()
         self._writer = None
