@@ -1,13 +1,16 @@
 """`segmentation-ros-train`: train (or fine-tune, or resume) a model of any registered family
 (YOLACT / YOLACT++, panoptic YOLACT, PCV).
 
-    segmentation-ros-train --model NAME --data SPEC --out DIR --steps N --batch-size B --lr LR
+    segmentation-ros-train [--recipe FILE] --model NAME --data SPEC --out DIR --steps N
+                           [--batch-size B] [--lr LR] [--precision fp32|bf16|fp16]
                            [--device cpu|cuda] [--resume CKPT] [--finetune-official PTH]
                            [--seed S] [--workers W] [--input-size HxW] [--optimizer sgd|adamw]
                            [--schedule step|cosine|constant] [--warmup-steps K]
                            [--weight-decay WD] [--grad-clip G] [--no-augment]
                            [--batchnorm auto|freeze|train] [--log-every K]
-                           [--checkpoint-every K]
+                           [--checkpoint-every K] [--sync-bn] [--progress-bar auto|on|off]
+                           [--no-tensorboard]
+    torchrun --nproc-per-node N -m segmentation_ros.tools.train ...     # N processes (DDP)
 
 SPEC (see `segmentation_ros.data.datasets.open_dataset`): `synthetic:DIR`,
 `synthetic-live:COUNT[@WxH]`, `coco-panoptic:IMAGE_DIR,PANOPTIC_JSON,PANOPTIC_DIR` or
@@ -16,9 +19,14 @@ first); with `--resume` the model and its classes come from the checkpoint (NAME
 must match) and training continues at the checkpoint's step with its optimizer state.
 `--finetune-official` loads official dbolya/yolact weights where they fit and re-initialises
 the class-dependent layers (the report says which).
-Prints a progress line every `--log-every` steps and, last, one JSON line
-{"step", "losses", "checkpoint", "seconds", "skipped_steps"}. Errors in the arguments or the
-data print one line on stderr and return exit status 1.
+`--recipe FILE` takes the options from a YAML file (`config/train/*.yaml`,
+`train.recipes`); flags on the command line override it.
+Under `torchrun` each process trains on its share of the global `--batch-size` (one process per
+GPU with `--device cuda`, NCCL; Gloo on the CPU; `train.distributed`); only rank 0 prints and
+writes. Shows a progress bar (steps, rate, ETA) on a terminal, prints a progress line every
+`--log-every` steps, writes `train_log.csv` and TensorBoard events (`DIR/tensorboard`) and, last,
+one JSON line {"step", "losses", "checkpoint", "seconds", "skipped_steps"}. Errors in the
+arguments or the data print one line on stderr and return exit status 1.
 """
 
 from __future__ import annotations
@@ -32,6 +40,10 @@ from pathlib import Path
 import torch
 
 from segmentation_ros.data.datasets import DATA_SPECS, CategoryMapping, open_dataset
+from segmentation_ros.train import distributed
+from segmentation_ros.train.config import PRECISIONS
+from segmentation_ros.train.precision import check_precision
+from segmentation_ros.train.recipes import apply_recipe
 from segmentation_ros.train.trainer import TrainConfig, Trainer
 
 
@@ -45,16 +57,27 @@ def _size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected fractions (0.35,0.75), got {text!r}") from None
+    if not values or any(not 0 < v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"lr steps are fractions in (0, 1), got {text!r}")
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segmentation-ros-train",
         description="Train a YOLACT / YOLACT++ / panoptic YOLACT / PCV model.",
     )
+    p.add_argument("--recipe", type=Path, help="YAML file of options (flags override it)")
     p.add_argument("--model", default="", help="architecture name (optional with --resume)")
-    p.add_argument("--data", required=True, help=f"data set: {' | '.join(DATA_SPECS)}")
-    p.add_argument("--out", required=True, type=Path, help="output folder (log, checkpoints)")
-    p.add_argument("--steps", required=True, type=int, help="total optimizer steps")
-    p.add_argument("--batch-size", default=8, type=int, help="images per step")
+    p.add_argument("--data", help=f"data set: {' | '.join(DATA_SPECS)} (required)")
+    p.add_argument("--out", type=Path, help="output folder: log, checkpoints (required)")
+    p.add_argument("--steps", type=int, help="total optimizer steps (required)")
+    p.add_argument("--batch-size", default=8, type=int, help="images per step, all processes")
     p.add_argument("--lr", default=1e-3, type=float, help="base learning rate")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N")
     p.add_argument("--resume", type=Path, help="continue from one of our checkpoints")
@@ -65,6 +88,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
     p.add_argument("--schedule", default="step", choices=("step", "cosine", "constant"))
     p.add_argument("--warmup-steps", type=int, help="warm-up steps (default min(500, steps / 10))")
+    p.add_argument("--warmup-factor", default=0.1, type=float, help="warm-up starts at this x lr")
+    p.add_argument(
+        "--lr-steps",
+        default=(0.35, 0.75, 0.875, 0.9375),
+        type=_fractions,
+        help="step schedule: x gamma at these fractions of --steps (official YOLACT default)",
+    )
+    p.add_argument("--gamma", default=0.1, type=float, help="step schedule factor")
+    p.add_argument("--momentum", default=0.9, type=float, help="SGD momentum")
     p.add_argument("--weight-decay", default=5e-4, type=float)
     p.add_argument("--grad-clip", default=10.0, type=float, help="max gradient norm (0: off)")
     p.add_argument("--no-augment", action="store_true", help="no photometric / scale / flip")
@@ -76,7 +108,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--log-every", default=10, type=int, help="progress line period (steps)")
     p.add_argument("--checkpoint-every", default=0, type=int, help="checkpoint period (0: end)")
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        choices=PRECISIONS,
+        help="autocast of the forward pass: bf16 (CPU, CUDA), fp16 (CUDA, gradient scaler)",
+    )
+    p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm over processes (CUDA)")
+    p.add_argument(
+        "--progress-bar",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="tqdm bar on stderr (auto: when stderr is a terminal)",
+    )
+    p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
     return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The arguments, a `--recipe` file's options as defaults under the flags given."""
+    parser = build_parser()
+    first, _ = parser.parse_known_args(argv)
+    if first.recipe is not None:
+        try:
+            apply_recipe(parser, first.recipe)
+        except (ValueError, OSError) as exc:
+            parser.error(str(exc))
+    args = parser.parse_args(argv)
+    missing = [f"--{k}" for k in ("data", "out", "steps") if getattr(args, k) is None]
+    if missing:
+        parser.error(f"the following arguments are required: {', '.join(missing)}")
+    return args
 
 
 def _categories_of(config) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -89,6 +151,18 @@ def _categories_of(config) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    check_precision(args.precision, torch.device(args.device))
+    context, device = distributed.init_from_environment(args.device)
+    try:
+        code = _train(args, context, device)
+    except BaseException:
+        distributed.shutdown(context, wait=False)  # the others may be inside a collective
+        raise
+    distributed.shutdown(context)
+    return code
+
+
+def _train(args: argparse.Namespace, context: distributed.DistContext, device) -> int:
     from segmentation_ros.models.checkpoint import read_checkpoint
     from segmentation_ros.train.finetune import load_for_finetuning
     from segmentation_ros.train.models import build_from_config, build_training_model
@@ -97,6 +171,8 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError("--steps and --batch-size must be >= 1")
     if args.resume and args.finetune_official:
         raise ValueError("use either --resume or --finetune-official, not both")
+    say = print if context.is_main else _quiet
+    context.share(args.batch_size)
     torch.manual_seed(args.seed)
     dataset = open_dataset(args.data)
     categories = dataset.categories
@@ -122,7 +198,7 @@ def _run(args: argparse.Namespace) -> int:
         model = build_training_model(args.model, categories, args.input_size)
         if args.finetune_official:
             report = load_for_finetuning(model, args.finetune_official)
-            print(report.summary())
+            say(report.summary())
     warmup = args.warmup_steps if args.warmup_steps is not None else min(500, args.steps // 10)
     config = TrainConfig(
         steps=args.steps,
@@ -131,7 +207,11 @@ def _run(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         weight_decay=args.weight_decay,
         warmup_steps=warmup,
+        warmup_factor=args.warmup_factor,
         schedule=args.schedule,
+        lr_steps=args.lr_steps,
+        gamma=args.gamma,
+        momentum=args.momentum,
         grad_clip=args.grad_clip or None,
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
@@ -139,28 +219,36 @@ def _run(args: argparse.Namespace) -> int:
         workers=args.workers,
         augment=not args.no_augment,
         freeze_bn={"auto": None, "freeze": True, "train": False}[args.batchnorm],
+        sync_bn=args.sync_bn,
+        precision=args.precision,
     )
     trainer = Trainer(
         model,
         dataset,
         out_dir=args.out,
         config=config,
-        device=args.device,
-        extra={
+        device=device,
+        extra={  # no path: the checkpoint resumes on other machines
             "dataset_category_ids": list(categories.dataset_ids),
-            "data": args.data,
+            "data_kind": args.data.split(":", 1)[0],
         },
+        log=say,
+        context=context,
+        progress_bar={"auto": None, "on": True, "off": False}[args.progress_bar],
+        tensorboard=not args.no_tensorboard,
     )
     if args.resume:
         step = trainer.resume(args.resume)
-        print(f"resumed from {args.resume} at step {step}")
-    print(
+        say(f"resumed from {args.resume} at step {step}")
+    procs = f", {context.world_size} processes" if context.active else ""
+    say(
         f"training {model.config.name} on {len(dataset)} images ({args.data}), "
         f"{categories.num_stuff} stuff + {categories.num_things} thing classes, "
-        f"input {model.config.input_size[0]}x{model.config.input_size[1]}, device {args.device}"
+        f"input {model.config.input_size[0]}x{model.config.input_size[1]}, device {device}{procs}, "
+        f"{args.precision}"
     )
     result = trainer.fit()
-    print(
+    say(
         json.dumps(
             {
                 "step": result.step,
@@ -174,8 +262,12 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quiet(*args, **kwargs) -> None:
+    """print of the processes other than rank 0."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return _run(args)
     except (ValueError, TypeError, OSError) as e:

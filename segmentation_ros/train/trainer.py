@@ -1,31 +1,30 @@
 """The training loop: any registered model family (YOLACT / YOLACT++, panoptic YOLACT, PCV; the
-family gives the targets and losses) on any `PanopticSample` data set, on the CPU or CUDA (the
-device is an argument; data and priors follow the model's device).
+family gives the targets and losses) on any `PanopticSample` data set, on the CPU or CUDA, in
+one process or in several under `torchrun` (`train.distributed`), in float32, bfloat16 or
+float16 (`train.precision`).
 
     trainer = Trainer(model, dataset, out_dir="runs/a", config=TrainConfig(steps=2000))
-    trainer.fit()                         # prints a progress line every `log_every` steps
+    trainer.fit()            # progress bar + a progress line every `log_every` steps
 
-What it does (official dbolya/yolact `train.py` choices where they apply):
-- SGD (momentum 0.9, weight decay 5e-4) or AdamW; linear warm-up from `warmup_factor * lr` over
-  `warmup_steps`, then step decay (x gamma at the `lr_steps` fractions of `steps`), cosine decay
-  to `min_lr_factor * lr`, or a constant rate;
-- BatchNorm frozen (eval statistics, no gradient) when the batch is smaller than 6, as the
-  official code does (`freeze_bn`); gradient-norm clipping; a step whose loss is not finite is
-  skipped (official), and counted;
+What it does (official dbolya/yolact `train.py` choices where they apply; `train.config`):
+- SGD (momentum 0.9, weight decay 5e-4) or AdamW; linear warm-up, then step decay, cosine decay
+  or a constant rate;
+- BatchNorm frozen (eval statistics, no gradient) when a process sees fewer than 6 images per
+  step, as the official code does (`freeze_bn`); gradient-norm clipping; a step whose loss is not
+  finite is skipped (official), and counted (with fp16, the gradient scaler also skips steps
+  whose gradients overflow: those are normal while it finds its scale and are not counted);
 - deterministic: the data order, the augmentations (`TrainingSet`, seeded per (epoch, index))
   and the masks_to_train draw (seeded per step) depend on `seed` only, so resuming from a
-  checkpoint continues the same sequence of batches;
-- writes `out_dir/train_log.csv` (one row per step: step, lr, loss terms, positives, seconds),
-  checkpoints `out_dir/checkpoint_<step>.pt` every `checkpoint_every` steps and
-  `out_dir/last.pt` at the end, in our checkpoint format (`models.checkpoint`: config with the
-  class names, weights, and in `extra` the step, optimizer state and training settings).
+  checkpoint continues the same sequence of batches, whatever the number of processes;
+- rank 0 writes `out_dir/train_log.csv` and TensorBoard events (`train.logs`), checkpoints
+  `out_dir/checkpoint_<step>.pt` every `checkpoint_every` steps and `out_dir/last.pt` at the
+  end (`train.checkpoints`: our format, the step, optimizer and gradient-scaler state in
+  `extra`; they resume on another machine and device).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -47,6 +46,15 @@ from segmentation_ros.data.transforms import (
 )
 from segmentation_ros.models.family import family_of
 from segmentation_ros.models.losses import LossConfig, Losses
+from segmentation_ros.train import distributed as ddp
+from segmentation_ros.train.checkpoints import (
+    plain,
+    read_training_checkpoint,
+    save_training_checkpoint,
+)
+from segmentation_ros.train.config import TrainConfig, learning_rate
+from segmentation_ros.train.logs import CSV_FIELDS, RunLog
+from segmentation_ros.train.precision import ForwardThrough, check_precision, grad_scaler
 
 __all__ = [
     "CSV_FIELDS",
@@ -58,105 +66,6 @@ __all__ = [
     "read_training_checkpoint",
     "save_training_checkpoint",
 ]
-
-CSV_FIELDS = (
-    "step",
-    "lr",
-    "total",
-    "box",
-    "cls",
-    "mask",
-    "mask_iou",
-    "semantic",
-    "pcv",
-    "num_positives",
-    "seconds",
-)
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("step", "cosine", "constant")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Training settings.
-
-    steps: optimizer steps in total (a resumed run continues up to it).
-    batch_size: images per step.
-    lr: base learning rate (official SGD: 1e-3).
-    optimizer: "sgd" (momentum, official) or "adamw". weight_decay: for both.
-    warmup_steps / warmup_factor: linear warm-up from warmup_factor * lr (official 1e-4 / 1e-3
-        over 500 iterations).
-    schedule: "step" (x gamma at each `lr_steps` fraction of `steps`; official 280k, 600k,
-        700k, 750k of 800k), "cosine" (to min_lr_factor * lr at `steps`) or "constant".
-    grad_clip: max gradient norm (None: no clipping).
-    freeze_bn: freeze BatchNorm layers; None = official rule (frozen when batch_size < 6).
-    log_every: a progress line every this many steps (0: none).
-    checkpoint_every: a numbered checkpoint every this many steps (0: only `last.pt`).
-    seed: seeds data order, augmentations and the mask subsampling.
-    workers: DataLoader worker processes (0: load in this process).
-    augment: photometric distortion + random scale / crop + flip (False: resize only).
-    """
-
-    steps: int = 1000
-    batch_size: int = 8
-    lr: float = 1e-3
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_steps: int = 500
-    warmup_factor: float = 0.1
-    schedule: str = "step"
-    lr_steps: tuple[float, ...] = (0.35, 0.75, 0.875, 0.9375)
-    gamma: float = 0.1
-    min_lr_factor: float = 0.0
-    grad_clip: float | None = 10.0
-    freeze_bn: bool | None = None
-    log_every: int = 10
-    checkpoint_every: int = 0
-    seed: int = 0
-    workers: int = 0
-    augment: bool = True
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError(
-                f"steps and batch_size must be >= 1, got {self.steps}, {self.batch_size}"
-            )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.warmup_steps < 0 or not 0 < self.warmup_factor <= 1:
-            raise ValueError("warmup_steps must be >= 0 and warmup_factor in (0, 1]")
-        if any(not 0 < f < 1 for f in self.lr_steps):
-            raise ValueError(f"lr_steps are fractions of `steps` in (0, 1), got {self.lr_steps}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip}")
-        if min(self.log_every, self.checkpoint_every, self.workers) < 0:
-            raise ValueError("log_every, checkpoint_every and workers must be >= 0")
-
-    @property
-    def bn_frozen(self) -> bool:
-        return self.batch_size < 6 if self.freeze_bn is None else self.freeze_bn
-
-
-def learning_rate(step: int, config: TrainConfig) -> float:
-    """The learning rate of optimizer step `step` (0-based)."""
-    lr = config.lr
-    if step < config.warmup_steps:
-        start = lr * config.warmup_factor
-        return start + (lr - start) * step / config.warmup_steps
-    if config.schedule == "step":
-        passed = sum(step >= round(f * config.steps) for f in config.lr_steps)
-        return lr * config.gamma**passed
-    if config.schedule == "cosine":
-        span = max(config.steps - config.warmup_steps, 1)
-        t = min((step - config.warmup_steps) / span, 1.0)
-        low = lr * config.min_lr_factor
-        return low + (lr - low) * 0.5 * (1 + math.cos(math.pi * t))
-    return lr
 
 
 def freeze_batchnorm(model: nn.Module) -> int:
@@ -171,13 +80,26 @@ def freeze_batchnorm(model: nn.Module) -> int:
     return count
 
 
-class _StepBatches(Sampler):
+class StepBatches(Sampler):
     """Batches of (epoch, index) keys for steps start..end-1: the data set is walked in a fresh
-    seeded permutation each epoch; step s takes samples s*B .. s*B + B - 1 of that stream."""
+    seeded permutation each epoch; step s takes samples s*B .. s*B + B - 1 of that stream (B the
+    global batch). With `world_size` processes, process `rank` gets its share of each step's
+    batch: keys rank*b .. rank*b + b - 1, b = B / world_size."""
 
-    def __init__(self, size: int, batch_size: int, seed: int, start: int, end: int) -> None:
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int,
+        start: int,
+        end: int,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         self.size, self.batch_size, self.seed = size, batch_size, seed
         self.start, self.end = start, end
+        self.share = batch_size // world_size
+        self.rank = rank
 
     def __len__(self) -> int:
         return max(self.end - self.start, 0)
@@ -186,7 +108,8 @@ class _StepBatches(Sampler):
         epoch, perm = -1, None
         for step in range(self.start, self.end):
             keys = []
-            for k in range(step * self.batch_size, (step + 1) * self.batch_size):
+            first = step * self.batch_size + self.rank * self.share
+            for k in range(first, first + self.share):
                 e, pos = divmod(k, self.size)
                 if e != epoch:
                     epoch, perm = e, np.random.default_rng([self.seed, 2, e]).permutation(self.size)
@@ -196,38 +119,14 @@ class _StepBatches(Sampler):
 
 @dataclass(frozen=True)
 class TrainResult:
-    """End of `fit`: the step reached, the last step's losses (floats), the last checkpoint, the
-    number of skipped (non-finite) steps and the wall time."""
+    """End of `fit`: the step reached, the last step's losses (floats, the global batch's), the
+    last checkpoint, the number of skipped (non-finite) steps and the wall time."""
 
     step: int
     losses: dict[str, float]
     checkpoint: Path
     skipped_steps: int
     seconds: float
-
-
-def save_training_checkpoint(
-    path: str | os.PathLike, model: nn.Module, extra: dict[str, Any]
-) -> None:
-    """Our checkpoint (`models.checkpoint.save_checkpoint`: format, config with class names,
-    weights) with `extra` (step, optimizer state, ...). Written atomically (temp + rename)."""
-    from segmentation_ros.models import checkpoint as ckpt
-
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    ckpt.save_checkpoint(tmp, model, model.config, extra)
-    tmp.replace(path)
-
-
-def read_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """The raw dict of one of our checkpoints: {"format", "config", "state_dict", "extra"}."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or not {"format", "config", "state_dict"} <= set(data):
-        raise ValueError(f"{path} is not a segmentation_ros checkpoint (official weights?)")
-    return data
 
 
 class Trainer:
@@ -237,14 +136,18 @@ class Trainer:
         model: `Yolact`, `PanopticYolact` or `PCVModel` (built with the data set's classes, e.g.
             by `train.models.build_training_model`); it has `config`.
         dataset: `PanopticSample` data set (`data.datasets`) whose categories match the model.
-        out_dir: where the CSV log and checkpoints go (created).
+        out_dir: where the CSV log, TensorBoard events and checkpoints go (created by rank 0).
         config: `TrainConfig`. loss_config: `LossConfig`.
-        device: "cpu", "cuda", "cuda:1", ... (the model is moved there; batches follow).
+        device: "cpu", "cuda", "cuda:1", ... (the model is moved there; batches follow). Under
+            torchrun, the device of this process (`distributed.init_from_environment`).
         augmentation: override of the augmentation (default `default_augmentation()` when
             `config.augment`, else none).
         extra: plain data stored in every checkpoint's `extra` (e.g. the data set's category
             ids), beside the step and optimizer state.
         log: where progress lines go (default print).
+        context: this process's place in a distributed run (default: one process).
+        progress_bar: show a tqdm bar (None: when stderr is a terminal). tensorboard: write
+            TensorBoard events.
     """
 
     def __init__(
@@ -259,18 +162,26 @@ class Trainer:
         augmentation: Callable | None = None,
         extra: dict[str, Any] | None = None,
         log: Callable[[str], None] = print,
+        context: ddp.DistContext = ddp.DistContext(),  # noqa: B008 (frozen)
+        progress_bar: bool | None = None,
+        tensorboard: bool = True,
     ) -> None:
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise ValueError("the training data set is empty")
         self.device = torch.device(device)
+        check_precision(config.precision, self.device)
+        self.context = context
+        context.share(config.batch_size)  # ValueError when it does not divide
         self.model = model.to(self.device)
         self.model_config = model.config
         self.config = config
         self.loss_config = loss_config
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        if context.is_main:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
         self.extra = dict(extra or {})
         self.log = log
+        self.progress_bar, self.tensorboard = progress_bar, tensorboard
         if augmentation is None and config.augment:
             augmentation = default_augmentation()
         self.training_set = TrainingSet(
@@ -279,16 +190,24 @@ class Trainer:
         #: The model's family: its training targets and losses.
         self.family = family_of(self.model_config)
         self.priors = self.family.training_priors(self.model_config, self.device)
+        if config.sync_bn:
+            ddp.sync_batchnorm(self.model, context)
+        self.bn_frozen = config.bn_frozen_for(context.world_size)
+        if self.bn_frozen:
+            freeze_batchnorm(self.model)
+        #: What runs the forward pass: the model, or its DistributedDataParallel wrapper.
+        self.forward_model = ddp.wrap_model(self.model, context)
         self.optimizer = self._make_optimizer()
+        self.scaler = grad_scaler(config.precision, self.device)
         self.step = 0
         self.skipped_steps = 0
+        #: The last step's loss terms over the global batch (floats; empty when skipped).
+        self.last_logged: dict[str, float] = {}
 
     # -- set-up --------------------------------------------------------------------------------
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         c = self.config
-        if c.bn_frozen:
-            freeze_batchnorm(self.model)
         params = [p for p in self.model.parameters() if p.requires_grad]
         if c.optimizer == "sgd":
             return torch.optim.SGD(
@@ -297,7 +216,8 @@ class Trainer:
         return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
 
     def resume(self, path: str | os.PathLike) -> int:
-        """Load weights, optimizer state and step from one of our checkpoints; returns the step.
+        """Load weights, optimizer (and gradient-scaler) state and step from one of our
+        checkpoints, written on any machine and device; returns the step.
 
         Raises ValueError if the checkpoint's model differs from this trainer's model."""
         data = read_training_checkpoint(path)
@@ -307,7 +227,9 @@ class Trainer:
             raise ValueError(f"{path} does not fit the model being trained: {exc}") from exc
         extra = data.get("extra") or {}
         if "optimizer" in extra:
-            self.optimizer.load_state_dict(extra["optimizer"])
+            self.optimizer.load_state_dict(extra["optimizer"])  # moves state to the params
+        if extra.get("grad_scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(extra["grad_scaler"])
         self.step = int(extra.get("step", 0))
         self.skipped_steps = int(extra.get("skipped_steps", 0))
         return self.step
@@ -318,18 +240,28 @@ class Trainer:
             "step": self.step,
             "skipped_steps": self.skipped_steps,
             "optimizer": self.optimizer.state_dict(),
-            "train_config": _plain(dataclasses.asdict(self.config)),
-            "loss_config": _plain(dataclasses.asdict(self.loss_config)),
+            "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "train_config": plain(dataclasses.asdict(self.config)),
+            "loss_config": plain(dataclasses.asdict(self.loss_config)),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write a checkpoint of the current state (see `save_training_checkpoint`)."""
-        save_training_checkpoint(path, self.model, self.checkpoint_extra())
+        """Write a checkpoint of the current state (`train.checkpoints`); rank 0 only writes."""
+        if self.context.is_main:
+            save_training_checkpoint(path, self.model, self.checkpoint_extra())
         return Path(path)
 
     def _loader(self) -> DataLoader:
-        c = self.config
-        sampler = _StepBatches(len(self.training_set), c.batch_size, c.seed, self.step, c.steps)
+        c, ctx = self.config, self.context
+        sampler = StepBatches(
+            len(self.training_set),
+            c.batch_size,
+            c.seed,
+            self.step,
+            c.steps,
+            rank=ctx.rank,
+            world_size=ctx.world_size,
+        )
         return DataLoader(
             self.training_set,
             batch_sampler=sampler,
@@ -341,66 +273,58 @@ class Trainer:
     # -- loop ----------------------------------------------------------------------------------
 
     def train_step(self, batch: TrainBatch) -> Losses | None:
-        """One optimizer step on `batch`; returns the losses (None if skipped: not finite)."""
+        """One optimizer step on `batch` (this process's share of the step's batch); returns
+        the losses (None if skipped: not finite). Sets `last_logged` to the global batch's loss
+        terms (floats; empty when skipped)."""
         lr = learning_rate(self.step, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         batch = batch.to(self.device, non_blocking=True)
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        model = ForwardThrough(self.model, self.forward_model, self.config.precision, self.device)
         losses = self.family.training_losses(
-            self.model,
+            model,
             batch.images,
             batch.targets,
             self.priors,
             self.loss_config,
             generator=generator,
         )
-        total = losses.total
+        losses, self.last_logged = ddp.reduce_losses(losses, self.context)
         self.optimizer.zero_grad(set_to_none=True)
-        if not bool(torch.isfinite(total)):
+        self.step += 1
+        if not np.isfinite(self.last_logged["total"]):  # the same on every process
             self.skipped_steps += 1
-            self.step += 1
+            self.last_logged = {}
             return None
-        total.backward()
+        total = losses.total
+        if self.context.active:
+            total = total + ddp.touch_all(self.model)
+        self.scaler.scale(total).backward()
         if self.config.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
             params = [p for p in self.model.parameters() if p.grad is not None]
             torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip)
-        self.optimizer.step()
-        self.step += 1
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         return losses
 
     def fit(self) -> TrainResult:
         """Train from `self.step` up to `config.steps`; returns a `TrainResult`."""
         c = self.config
         self.model.train()
-        if c.bn_frozen:
+        if self.bn_frozen:
             freeze_batchnorm(self.model)
-        csv_path = self.out_dir / "train_log.csv"
-        new_file = not csv_path.exists() or self.step == 0
         start_time = time.perf_counter()
-        start_step = self.step
         last: dict[str, float] = {}
-        with open(csv_path, "w" if new_file else "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-            if new_file:
-                writer.writeheader()
-            tick = time.perf_counter()
+        with self._run_log() as run_log:
             for batch in self._loader():
                 lr = learning_rate(self.step, c)
                 losses = self.train_step(batch)
-                now = time.perf_counter()
-                row = {"step": self.step, "lr": f"{lr:.6g}", "seconds": f"{now - tick:.4f}"}
-                tick = now
-                if losses is not None:
-                    last = {n: float(v.detach()) for n, v in losses.items()}
-                    last["total"] = float(losses.total.detach())
-                    row.update({k: f"{v:.6g}" for k, v in last.items()})
-                    if losses.num_positives is not None:  # PCV has no positive priors
-                        row["num_positives"] = int(losses.num_positives)
-                writer.writerow(row)
-                if c.log_every and (self.step % c.log_every == 0 or self.step == c.steps):
-                    f.flush()
-                    self.log(self._progress(lr, last, start_step, start_time))
+                last = self.last_logged or last
+                if run_log is not None:
+                    pos = None if losses is None else getattr(losses, "num_positives", None)
+                    run_log.step(self.step, lr, self.last_logged, pos, self.skipped_steps)
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                     self.save(self.out_dir / f"checkpoint_{self.step:07d}.pt")
         path = self.save(self.out_dir / "last.pt")
@@ -408,32 +332,25 @@ class Trainer:
             self.step, last, path, self.skipped_steps, time.perf_counter() - start_time
         )
 
-    def _progress(
-        self, lr: float, losses: dict[str, float], start_step: int, start_time: float
-    ) -> str:
-        done = self.step - start_step
-        per_step = (time.perf_counter() - start_time) / max(done, 1)
-        eta = per_step * (self.config.steps - self.step)
-        terms = " ".join(f"{k} {v:.3f}" for k, v in losses.items() if k != "total")
-        total = losses.get("total", float("nan"))
-        skipped = f" | skipped {self.skipped_steps}" if self.skipped_steps else ""
-        return (
-            f"step {self.step}/{self.config.steps} | loss {total:.4f} ({terms}) | lr {lr:.2e} | "
-            f"{per_step:.2f} s/step | eta {_duration(eta)}{skipped}"
+    def _run_log(self) -> Any:
+        if not self.context.is_main:
+            return _NoLog()
+        return RunLog(
+            self.out_dir,
+            start_step=self.step,
+            total_steps=self.config.steps,
+            log=self.log,
+            log_every=self.config.log_every,
+            progress_bar=self.progress_bar,
+            tensorboard=self.tensorboard,
         )
 
 
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+class _NoLog:
+    """The run log of a process other than rank 0."""
 
+    def __enter__(self) -> None:
+        return None
 
-def _plain(value: Any) -> Any:
-    """Tuples -> lists, recursively (so `extra` holds only weights_only-safe plain data)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
+    def __exit__(self, *exc: Any) -> None:
+        return None
