@@ -24,6 +24,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+try:  # optional: a faster PNG decoder (requirements.txt); OpenCV decodes without it
+    import pyspng as _pyspng
+except ImportError:  # pragma: no cover - depends on the installation
+    _pyspng = None
+
 from segmentation_ros.panoptic.pq import (
     Category,
     SegmentsInfo,
@@ -74,22 +79,42 @@ def id2rgb(id_map: Any) -> Any:
     return out
 
 
+def _decode_png_spng(data: bytes) -> np.ndarray | None:
+    """[H, W, 4] RGBA uint8 of an 8-bit RGB / RGBA PNG through pyspng (libspng, about twice as
+    fast as OpenCV's libpng), or None where pyspng is not installed or the PNG is another kind
+    (OpenCV then decodes it and reports what is wrong)."""
+    if _pyspng is None or len(data) < 26 or data[:8] != b"\x89PNG\r\n\x1a\n":
+        return None
+    bit_depth, color_type = data[24], data[25]  # IHDR, the first chunk
+    if bit_depth != 8 or color_type not in (2, 6):  # 2: RGB, 6: RGBA
+        return None
+    try:
+        return _pyspng.load(data, "RGBA")
+    except Exception:  # noqa: BLE001 -- a corrupt file: OpenCV's path reports it
+        return None
+
+
 def read_id_png(path: str | Path) -> np.ndarray:
     """Read a COCO-panoptic PNG -> [H, W] uint32 ids. An alpha channel is ignored."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"panoptic PNG {path} does not exist")
-    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if img is None or img.size == 0:
-        raise ValueError(f"cannot decode {path} as an image (empty or not a PNG?)")
-    if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
-        raise ValueError(
-            f"{path}: a panoptic PNG must be 8-bit RGB; got shape {img.shape}, dtype {img.dtype}"
-        )
-    # OpenCV gives BGR(A). As RGBA bytes read as little-endian uint32, R is the low byte: with
-    # alpha cleared that is rgb2id, at a fraction of the cost of the arithmetic on channels.
-    code = cv2.COLOR_BGR2RGBA if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
-    ids = cv2.cvtColor(img, code).view("<u4")[..., 0]
+    data = path.read_bytes()
+    rgba = _decode_png_spng(data)
+    if rgba is None:
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+        if img is None or img.size == 0:
+            raise ValueError(f"cannot decode {path} as an image (empty or not a PNG?)")
+        if img.ndim != 3 or img.shape[2] not in (3, 4) or img.dtype != np.uint8:
+            raise ValueError(
+                f"{path}: a panoptic PNG must be 8-bit RGB; got shape {img.shape}, "
+                f"dtype {img.dtype}"
+            )
+        code = cv2.COLOR_BGR2RGBA if img.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+        rgba = cv2.cvtColor(img, code)
+    # RGBA bytes read as little-endian uint32 have R as the low byte: with alpha cleared that is
+    # rgb2id, at a fraction of the cost of the arithmetic on channels.
+    ids = np.ascontiguousarray(rgba).view("<u4")[..., 0]
     ids &= 0x00FFFFFF
     return ids.astype(np.uint32, copy=False)
 

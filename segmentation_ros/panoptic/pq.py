@@ -289,10 +289,11 @@ class PQAccumulator:
         np.add.at(stats.fp, pred_cat[~pred_matched & ~ignored], 1)
         return stats
 
-    def add_stats(self, stats: PQStats) -> None:
-        """Add one image's statistics (from `image_stats`, possibly computed in a thread)."""
+    def add_stats(self, stats: PQStats, *, num_images: int = 1) -> None:
+        """Add the statistics of one image (from `image_stats`, possibly computed in a thread or
+        another process), or the sum of `num_images` images' statistics."""
         self._stats += stats
-        self.num_images += 1
+        self.num_images += num_images
 
     def add(self, gt_id_map: Any, gt_segments: Any, pred_id_map: Any, pred_segments: Any) -> None:
         """Evaluate one image; arguments as `image_stats`."""

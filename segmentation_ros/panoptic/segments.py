@@ -140,11 +140,39 @@ def _as_id_map(id_map: Any, what: str) -> np.ndarray:
     return m
 
 
+# Odd 32-bit multipliers for the multiply-shift hash of `dense_index` (fixed: results and speed
+# do not depend on a seed).
+_MULTIPLIERS = tuple(
+    np.uint32(m | 1) for m in np.random.default_rng(0x9E3779B9).integers(1, 1 << 32, 16)
+)
+_HASH_MAX_BITS = 20  # largest hash table (2**20 slots); more segments use a binary search
+
+
+def _perfect_hash(keys: np.ndarray) -> tuple[np.uint32, int] | None:
+    """(a, bits) such that `(k * a mod 2**32) >> (32 - bits)` differs for every key, or None.
+
+    keys: [N] unique uint32. A table of >= 4 N**2 slots makes a random multiplier collision-free
+    with probability >= 3/4 (multiply-shift is 2-universal), so one of 16 almost always is.
+    """
+    bits = max((4 * keys.size * keys.size).bit_length(), 8)
+    if bits > _HASH_MAX_BITS:
+        return None
+    shift = np.uint32(32 - bits)
+    for a in _MULTIPLIERS:
+        if np.unique((keys * a) >> shift).size == keys.size:
+            return a, bits
+    return None
+
+
 def dense_index(id_map: np.ndarray, ids: np.ndarray, values: np.ndarray, what: str) -> np.ndarray:
     """Replace each pixel's segment id by `values[k]` where `ids[k]` is that id; VOID -> 0.
 
     id_map: [H, W] integer ids >= 0. ids: [N] unique ids >= 1. values: [N] intp.
     Returns [H, W] intp. Raises ValueError naming the ids of `id_map` missing from `ids`.
+
+    Small ids (< 2**16) go through a lookup table; larger ones (COCO's 24-bit ids) through a
+    collision-free multiply-shift hash of the listed ids (a few cheap passes, no per-pixel search),
+    verified pixel by pixel; a binary search where no such hash is found.
     """
     keys = np.concatenate([[VOID], ids]).astype(np.int64)
     vals = np.concatenate([[0], values]).astype(np.intp)
@@ -153,12 +181,28 @@ def dense_index(id_map: np.ndarray, ids: np.ndarray, values: np.ndarray, what: s
     lo, hi = int(id_map.min()), int(id_map.max())
     if lo < 0:
         raise ValueError(f"{what} id map has negative ids (min {lo}); ids must be >= 0")
+    hashed = None
+    if _LUT_MAX_ID <= hi < 1 << 32:
+        hashed = _perfect_hash(keys[keys < 1 << 32].astype(np.uint32))
     if hi < _LUT_MAX_ID:
         lut = np.full(hi + 1, -1, np.intp)
         inside = keys <= hi
         lut[keys[inside]] = vals[inside]
-        out = lut[id_map]
+        out = np.take(lut, id_map.astype(np.intp))  # intp: take's fast path
         bad = out < 0
+    elif hashed is not None:
+        a, bits = hashed
+        shift = np.uint32(32 - bits)
+        keep = keys < 1 << 32  # a larger key has no pixel in this map
+        keys32, vals = keys[keep].astype(np.uint32), vals[keep]
+        slots = np.zeros(1 << bits, np.intp)  # empty slots point at VOID: the check catches them
+        slots[(keys32 * a) >> shift] = np.arange(keys32.size)
+        ids32 = id_map.astype(np.uint32, copy=False)
+        h = ids32 * a
+        h >>= shift
+        k = np.take(slots, h.astype(np.intp))  # intp index: take's fast path
+        bad = np.take(keys32, k) != ids32
+        out = np.take(vals, k)
     else:
         # Keys in the map's own dtype: searchsorted is 2-3x faster without casting the map. A
         # key beyond the map's range has no pixel anyway.

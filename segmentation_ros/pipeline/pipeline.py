@@ -128,8 +128,10 @@ class SegmentationPipeline:
         image_size = _image_size(image)
         t0 = time.perf_counter()
         x = self.preprocess(image)
+        self._synchronize()
         t1 = time.perf_counter()
         raw = self.backend.infer(x)
+        self._synchronize()  # else a GPU's inference time would show in the postprocess
         t2 = time.perf_counter()
         id_map, segments = self.segments(raw, image_size, settings)
         t3 = time.perf_counter()
@@ -142,6 +144,11 @@ class SegmentationPipeline:
             outputs_ms=(t4 - t3) * 1e3,
         )
         return result
+
+    def _synchronize(self) -> None:
+        """Wait for queued GPU work, so that each stage's time is its own (no-op on the CPU)."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def preprocess(self, image: np.ndarray) -> torch.Tensor:
         """[H, W, 3] uint8 RGB -> the network input [1, 3, h, w] on the device."""

@@ -21,49 +21,13 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from segmentation_ros.panoptic.coco_io import open_panoptic_pairs
-from segmentation_ros.panoptic.pq import PQAccumulator, PQResult, PQStats
+# Torch-free at import: `pq` and `mask-ap` never load torch; the other subcommands import what
+# they need when they run (test/tools/test_eval_imports.py).
+from segmentation_ros.panoptic.pq_files import default_workers, evaluate_pq_files
 
-
-def evaluate_pq_files(
-    gt_json: str | Path,
-    gt_dir: str | Path,
-    pred_json: str | Path,
-    pred_dir: str | Path,
-    *,
-    workers: int = 1,
-    void_category_ids: Sequence[int] = (),
-) -> PQResult:
-    """COCO-panoptic PQ of a prediction JSON + PNG folder against the ground truth.
-
-    The equivalent of panopticapi's `pq_compute`; `workers` threads read PNGs and count pixels
-    (OpenCV decoding and numpy's large-array work release the GIL). Categories come from the
-    ground-truth JSON; `void_category_ids` are dropped from them and treated as void.
-    """
-    pairs = open_panoptic_pairs(gt_json, gt_dir, pred_json, pred_dir)
-    void = set(void_category_ids)
-    acc = PQAccumulator([c for c in pairs.categories if c.id not in void], void_category_ids=void)
-
-    def one(i: int) -> PQStats:
-        gt, pred = pairs.load(i, validate=False)  # image_stats validates the ids itself
-        try:
-            return acc.image_stats(gt.id_map, gt.segments, pred.id_map, pred.segments)
-        except ValueError as e:
-            raise ValueError(
-                f"image_id {gt.image_id!r} (gt {gt.file_name}, prediction {pred.file_name}): {e}"
-            ) from e
-
-    if workers <= 1:
-        for i in range(len(pairs)):
-            acc.add_stats(one(i))
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            for stats in pool.map(one, range(len(pairs))):
-                acc.add_stats(stats)
-    return acc.result()
+__all__ = ["build_parser", "evaluate_pq_files", "main"]
 
 
 def _run_pq(args: argparse.Namespace) -> int:
@@ -104,7 +68,12 @@ def _add_pq(subparsers) -> None:
     p.add_argument("--gt-dir", required=True, help="folder of the ground-truth PNGs")
     p.add_argument("--pred-json", required=True, help="prediction COCO-panoptic JSON")
     p.add_argument("--pred-dir", required=True, help="folder of the prediction PNGs")
-    p.add_argument("--workers", type=int, default=1, help="threads reading and counting (1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help="processes decoding and counting (default: the usable CPUs, at most 8)",
+    )
     p.add_argument(
         "--void-category",
         type=int,
@@ -192,10 +161,8 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _add_backend(subparsers) -> None:
-    from segmentation_ros.runtime.names import BACKENDS, PRECISIONS
-    from segmentation_ros.train.backend_agreement import Tolerances
+    from segmentation_ros.runtime.names import BACKENDS, PRECISIONS  # torch-free
 
-    t = Tolerances()
     p = subparsers.add_parser(
         "backend",
         help="compare a backend / precision with the torch fp32 reference (exit 1 above a "
@@ -213,10 +180,12 @@ def _add_backend(subparsers) -> None:
     p.add_argument("--calibration-data", default="", help="data set for int8 calibration")
     p.add_argument("--engine-cache-dir", default="", help="default ~/.cache/segmentation_ros")
     p.add_argument("--score-threshold", type=float, default=0.3)
-    p.add_argument("--min-box-agreement", type=float, default=t.min_box_agreement)
-    p.add_argument("--min-mask-iou", type=float, default=t.min_mask_iou)
-    p.add_argument("--min-pixel-agreement", type=float, default=t.min_pixel_agreement)
-    p.add_argument("--max-pq-drop", type=float, default=t.max_pq_drop, help="PQ points")
+    # Defaults (None) are `Tolerances()`'s, read when the command runs: they live beside torch.
+    default = "(default: train.backend_agreement.Tolerances)"
+    p.add_argument("--min-box-agreement", type=float, help=default)
+    p.add_argument("--min-mask-iou", type=float, help=default)
+    p.add_argument("--min-pixel-agreement", type=float, help=default)
+    p.add_argument("--max-pq-drop", type=float, help=f"PQ points {default}")
     p.set_defaults(func=_run_backend)
 
 
@@ -243,12 +212,12 @@ def _run_backend(args: argparse.Namespace) -> int:
         settings=FrameSettings(score_threshold=args.score_threshold),
         limit=args.num,
     )
-    tolerances = Tolerances(
-        min_box_agreement=args.min_box_agreement,
-        min_mask_iou=args.min_mask_iou,
-        min_pixel_agreement=args.min_pixel_agreement,
-        max_pq_drop=args.max_pq_drop,
-    )
+    given = {
+        name: getattr(args, name)
+        for name in ("min_box_agreement", "min_mask_iou", "min_pixel_agreement", "max_pq_drop")
+        if getattr(args, name) is not None
+    }
+    tolerances = Tolerances(**given)
     failures = tolerances.check(agreement)
     print(f"{args.backend} {args.precision} vs torch fp32 on {agreement.num_images} images:")
     print(json.dumps(agreement.summary()))

@@ -228,3 +228,23 @@ def test_png_with_alpha_channel_reads_rgb_ids(tmp_path):
     rgba = np.array([[[1, 2, 3, 255], [0, 0, 0, 255]]], np.uint8)  # RGBA, alpha ignored
     cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
     assert read_id_png(tmp_path / "a.png").tolist() == [[rgb2id((1, 2, 3)), 0]]
+
+
+def test_pyspng_and_opencv_decode_the_same_ids(tmp_path, monkeypatch):
+    """The fast decoder (pyspng, in requirements.txt) and the OpenCV fallback agree, RGB and
+    RGBA; ids written by OpenCV, compared with rgb2id of the colours."""
+    from segmentation_ros.panoptic import coco_io
+
+    assert coco_io._pyspng is not None, "pyspng (requirements.txt) is not installed"
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (13, 17, 3), dtype=np.uint8)
+    rgba = np.concatenate([rgb, rng.integers(0, 256, (13, 17, 1), dtype=np.uint8)], axis=2)
+    cv2.imwrite(str(tmp_path / "rgb.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    fast = [read_id_png(tmp_path / n) for n in ("rgb.png", "rgba.png")]
+    monkeypatch.setattr(coco_io, "_pyspng", None)
+    slow = [read_id_png(tmp_path / n) for n in ("rgb.png", "rgba.png")]
+    for a, b in zip(fast, slow):
+        assert a.dtype == b.dtype == np.uint32
+        np.testing.assert_array_equal(a, rgb2id(rgb))
+        np.testing.assert_array_equal(b, rgb2id(rgb))
