@@ -262,7 +262,7 @@ def straight_road_sequence(
     num_frames: int = 12,
     *,
     step: float = 1.0,
-    road_half_width: float = 3.0,
+    road_half_width: float = 3.05,
     width: int = 320,
     height: int = 240,
     camera_height: float = 1.0,
@@ -292,7 +292,7 @@ def fused_road_agreement(
     resolution: float = 0.1,
     size: float = 40.0,
     pose_error: float = 0.0,
-    road_half_width: float = 3.0,
+    road_half_width: float = 3.05,
     **sequence,
 ) -> dict:
     """Fuse the straight-road sequence (with `pose_error` rad added to every yaw the fusion is
