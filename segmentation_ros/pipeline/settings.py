@@ -38,7 +38,7 @@ class FrameSettings(PostprocessSettings):
     scan_range_max: float = 20.0
     obstacle_height: float = 0.1
     fused_frames: int = 10
-    fused_size: float = 40.0
+    fused_size: float = 20.0
 
 
 @dataclass(frozen=True)
