@@ -325,3 +325,62 @@ def fused_road_agreement(
         "single_frame_iou": iou_single,
         "single_frame_road_m2": area_single,
     }
+
+
+# -- command line (segmentation-ros-eval drivable) --------------------------------------------
+
+
+def add_arguments(p) -> None:
+    """The `drivable` subcommand's arguments."""
+    p.add_argument("--data", required=True, help="a written synthetic data set: synthetic:DIR")
+    p.add_argument("--checkpoint", default="", help="our checkpoint (empty: the default model)")
+    p.add_argument(
+        "--truth-masks", action="store_true", help="feed the true masks instead of a model"
+    )
+    p.add_argument("--num", type=int, default=None, help="evaluate the first N images")
+    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="onnxruntime")
+    p.add_argument("--fused-frames", type=int, default=12, help="straight-road sequence length")
+
+
+def run(args) -> int:
+    """Print the figures (and one JSON line); exit status 0."""
+    kind, _, root = args.data.partition(":")
+    if kind != "synthetic" or not root:
+        raise ValueError(
+            f"--data must be synthetic:DIR (a written synthetic set), got {args.data!r}"
+        )
+    pipeline = None
+    if not args.truth_masks:
+        from segmentation_ros.pipeline import SegmentationPipeline
+
+        pipeline = SegmentationPipeline.from_checkpoint(args.checkpoint, backend=args.backend)
+    ev = evaluate_drivable(pipeline, root, limit=args.num)
+    ev.fused = fused_road_agreement(args.fused_frames)
+    summary = ev.summary()
+    source = "true masks" if pipeline is None else (args.checkpoint or "default model")
+    print(f"{source} on {ev.num_images} scenes of {root}")
+    for within in ev.scan_abs:
+        s = summary[f"scan_within_{within:g}m"]
+        a, r = s["abs_m"], s["rel"]
+        if a["n"]:
+            print(
+                f"scan, true range <= {within:g} m: {a['n']} beams, abs error median "
+                f"{a['median']:.3f} m p90 {a['p90']:.3f} m, relative median "
+                f"{r['median'] * 100:.2f} % p90 {r['p90'] * 100:.2f} %; false obstacles on "
+                f"{s['false_obstacle_beams']} of {s['free_beams']} free beams"
+            )
+    o = summary["objects"]
+    if o["position_error_m"]["n"]:
+        print(
+            f"objects: {o['matched']} of {o['total']} matched; ground position error median "
+            f"{o['position_error_m']['median']:.3f} m p90 {o['position_error_m']['p90']:.3f} m; "
+            f"distance error median {o['distance_error_m']['median']:.3f} m"
+        )
+    f = summary["fused_road_sequence"]
+    print(
+        f"fused grid, straight road, {f['frames']} frames with odometry (true masks): IoU "
+        f"{f['iou']:.3f}, road seen {f['road_m2']:.1f} m^2 vs {f['single_frame_road_m2']:.1f} "
+        f"m^2 from one frame (IoU {f['single_frame_iou']:.3f})"
+    )
+    print(json.dumps(summary))
+    return 0

@@ -149,6 +149,7 @@ def _play(node, process: NodeProcess, scenes):
 
 
 def test_scan_and_obstacles_are_computed_only_while_subscribed(ros_node, tmp_path):
+    from rclpy.lifecycle import TransitionCallbackReturn
     from tiny_models import save_tiny_checkpoints
 
     from segmentation_ros.ros.node import SegmentationNode
@@ -160,7 +161,7 @@ def test_scan_and_obstacles_are_computed_only_while_subscribed(ros_node, tmp_pat
         parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
     )
     try:
-        assert node.trigger_configure().value == 2  # SUCCESS
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert not node._request().scan and not node._request().obstacles
         scan = ros_node.create_subscription(LaserScan, "drivable/scan", lambda m: None, 1)
         assert spin_until(ros_node, lambda: node._request().scan, 10.0)
