@@ -340,6 +340,12 @@ def add_arguments(p) -> None:
     p.add_argument("--num", type=int, default=None, help="evaluate the first N images")
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="onnxruntime")
     p.add_argument("--fused-frames", type=int, default=12, help="straight-road sequence length")
+    p.add_argument(
+        "--grid-stride",
+        type=int,
+        default=None,
+        help="pixel stride of the ground rays (default: the node's grid_stride)",
+    )
 
 
 def run(args) -> int:
@@ -354,7 +360,12 @@ def run(args) -> int:
         from segmentation_ros.pipeline import SegmentationPipeline
 
         pipeline = SegmentationPipeline.from_checkpoint(args.checkpoint, backend=args.backend)
-    ev = evaluate_drivable(pipeline, root, limit=args.num)
+    from segmentation_ros.pipeline import FrameSettings
+
+    settings = FrameSettings()
+    if args.grid_stride is not None:
+        settings = FrameSettings(grid_stride=args.grid_stride)
+    ev = evaluate_drivable(pipeline, root, limit=args.num, settings=settings)
     ev.fused = fused_road_agreement(args.fused_frames)
     summary = ev.summary()
     source = "true masks" if pipeline is None else (args.checkpoint or "default model")
