@@ -236,6 +236,9 @@ def test_every_output_has_its_type_size_stamp_and_frame(node_process, client):
     assert (objects.image_width, objects.image_height) == (WIDTH, HEIGHT)
     assert objects.model_name == "panoptic_yolact_mobilenetv3"
     assert objects.total_ms >= objects.inference_ms > 0
+    for o in objects.objects:  # ground fields: in the grid frame, NaN for stuff
+        assert o.ground_frame_id == "base_link"
+        assert o.is_thing or np.isnan([o.ground_x, o.ground_y, o.ground_distance]).all()
     ids = image_to_numpy(client.received["instances"][-1])
     assert int(ids.max()) <= 65535
     grid = client.received["drivable/grid"][-1]
