@@ -103,3 +103,30 @@ def test_class_table_round_trip_and_validation():
             ("a",), colors=np.zeros((2, 3), np.uint8), is_thing=np.zeros(1, bool),
             drivable=np.zeros(1, bool),
         )  # fmt: skip
+
+
+def test_ground_fields_survive_serialization():
+    """The appended ground fields travel in the CDR bytes (a stale typesupport library with the
+    old layout would drop them); a segment without a ground point carries NaN."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from segmentation_ros.msg import SegmentationResult
+
+    obj = make_object(
+        instance_id=1, class_id=3, class_label="person", is_thing=True, score=0.9,
+        mask_score=0.9, roi_xywh=(2, 3, 2, 2), mask=np.ones((2, 2), bool),
+        centroid_xy=(3.0, 4.0), area=4, ground_xy=(3.0, -4.0), ground_frame_id="base_link",
+    )  # fmt: skip
+    stuff = make_object(
+        instance_id=2, class_id=0, class_label="road", is_thing=False, score=0.9,
+        mask_score=0.9, roi_xywh=(0, 0, 1, 1), mask=np.ones((1, 1), bool),
+        centroid_xy=(0.5, 0.5), area=1, ground_frame_id="base_link",
+    )  # fmt: skip
+    result = make_result(
+        header=Header(frame_id="cam"), image_height=8, image_width=8, model_name="m",
+        objects=[obj, stuff], inference_ms=1.0, total_ms=2.0,
+    )  # fmt: skip
+    back = deserialize_message(serialize_message(result), SegmentationResult).objects
+    assert back[0].ground_frame_id == "base_link"
+    assert (back[0].ground_x, back[0].ground_y, back[0].ground_distance) == (3.0, -4.0, 5.0)
+    assert back[0].ground_bearing == pytest.approx(np.arctan2(-4.0, 3.0))
+    assert np.isnan([back[1].ground_x, back[1].ground_distance, back[1].ground_bearing]).all()
