@@ -130,3 +130,38 @@ def test_ground_fields_survive_serialization():
     assert (back[0].ground_x, back[0].ground_y, back[0].ground_distance) == (3.0, -4.0, 5.0)
     assert back[0].ground_bearing == pytest.approx(np.arctan2(-4.0, 3.0))
     assert np.isnan([back[1].ground_x, back[1].ground_distance, back[1].ground_bearing]).all()
+
+
+def test_obstacle_cloud_bytes_follow_the_documented_layout():
+    """drivable/obstacles packed as the README says (checked with `struct`), and the generic
+    reader reads another layout (big-endian, padded) from its PointFields."""
+    import struct
+
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from segmentation_ros.drivable import POINT_DTYPE
+    from segmentation_ros.ros.ground_outputs import obstacles_msg, points_from_cloud
+
+    points = np.zeros(2, POINT_DTYPE)
+    points["x"], points["y"], points["z"] = (1.5, -2.0), (0.25, 3.0), 0.1
+    points["class_id"], points["instance_id"] = (3, 7), (12, 65535)
+    msg = obstacles_msg(points, Header(frame_id="base_link"))
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 2, 16, 32)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1),
+        ("z", 8, PointField.FLOAT32, 1), ("class_id", 12, PointField.UINT16, 1),
+        ("instance_id", 14, PointField.UINT16, 1),
+    ]  # fmt: skip
+    assert bytes(msg.data) == struct.pack(
+        "<fffHHfffHH", 1.5, 0.25, 0.1, 3, 12, -2.0, 3.0, 0.1, 7, 65535
+    )
+    other = PointCloud2(height=1, width=2, point_step=12, is_bigendian=True)
+    other.fields = [
+        PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+        PointField(name="ring", offset=4, datatype=PointField.UINT16, count=1),
+        PointField(name="i", offset=8, datatype=PointField.INT32, count=1),
+    ]
+    other.data = struct.pack(">fHxxi", 1.0, 5, -3) + struct.pack(">fHxxi", 2.0, 6, 4)
+    read = points_from_cloud(other)
+    assert read["x"].tolist() == [1.0, 2.0] and read["ring"].tolist() == [5, 6]
+    assert read["i"].tolist() == [-3, 4]
