@@ -96,8 +96,12 @@ class OdometryBuffer:
         )
 
 
-def subscribe_odometry(node, buffer: OdometryBuffer, qos=10):
-    """Subscribe `node` to `odom` (nav_msgs/Odometry) into `buffer`; returns the subscription."""
+def subscribe_odometry(node, buffer: OdometryBuffer, qos=None):
+    """Subscribe `node` to `odom` (nav_msgs/Odometry) into `buffer`; returns the subscription.
+    Default QoS: best effort (it matches reliable and best-effort publishers alike), depth 50."""
     from nav_msgs.msg import Odometry
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
 
+    if qos is None:
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
     return node.create_subscription(Odometry, ODOMETRY_TOPIC, buffer.add_msg, qos)
