@@ -5,7 +5,8 @@
 
 Arguments: model (default | yolact | yolact_plus | panoptic | pcv: reads config/<model>.yaml),
 camera (image topic; camera_info is read beside it), namespace, params_file (overrides applied
-after config/<model>.yaml), use_sim_time. The decisions live in
+after config/<model>.yaml), use_sim_time, odom (the nav_msgs/Odometry topic for
+drivable/grid_fused, default /odom). The decisions live in
 segmentation_ros.ros.launch_logic (tested without the launch package).
 """
 

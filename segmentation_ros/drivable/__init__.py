@@ -22,7 +22,8 @@ from .classes import (
     known_mask,
     normalize_class_name,
 )
-from .fusion import GridFusion
+from .fusion import GridFusion, PlanarPose, RollingGridFusion
+from .ground import distance_bearing, ground_contacts, mask_ground_contacts, pixels_to_ground
 from .projection import (
     FREE,
     OCCUPIED,
@@ -32,6 +33,7 @@ from .projection import (
     ProjectorCache,
     occupancy_from_counts,
 )
+from .scan import POINT_DTYPE, Scan, ScanProjector, obstacle_points
 
 __all__ = [
     "DEFAULT_DRIVABLE_NAMES",
@@ -51,4 +53,14 @@ __all__ = [
     "known_mask",
     "normalize_class_name",
     "occupancy_from_counts",
+    "PlanarPose",
+    "RollingGridFusion",
+    "POINT_DTYPE",
+    "Scan",
+    "ScanProjector",
+    "distance_bearing",
+    "ground_contacts",
+    "mask_ground_contacts",
+    "obstacle_points",
+    "pixels_to_ground",
 ]

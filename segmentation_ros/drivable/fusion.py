@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -93,3 +94,83 @@ class GridFusion:
         return occupancy_from_counts(
             n_drivable, n_known, occupied_fraction=occupied_fraction, min_samples=min_samples
         )
+
+
+@dataclass(frozen=True)
+class PlanarPose:
+    """The robot frame's planar pose in a fixed frame at one time: x, y (m), yaw (rad, from the
+    fixed x towards its y), `frame_id` the fixed frame (e.g. odom)."""
+
+    x: float
+    y: float
+    yaw: float
+    frame_id: str = "odom"
+
+
+class RollingGridFusion:
+    """`GridFusion` over a square window of the fixed frame that follows the robot.
+
+    resolution: cell size (m). size: the window's side (m). num_frames: as `GridFusion`.
+    The window is centred on the robot (on the cell lattice of the fixed frame, so cells never
+    shift by a fraction) and recentred when the robot comes within a quarter of `size` of its
+    edge; the frames in the sliding window are then counted again into the new one. A new fixed
+    frame restarts the fusion.
+    """
+
+    def __init__(self, resolution: float, size: float, num_frames: int) -> None:
+        if not (math.isfinite(size) and size > 0):
+            raise ValueError(f"size must be a positive number of metres, got {size}")
+        self.resolution, self.size, self.num_frames = float(resolution), float(size), num_frames
+        self.cells = max(1, int(math.ceil(self.size / self.resolution)))
+        GridGeometry(self.resolution, self.cells, self.cells)  # validates the resolution
+        self._recent: deque = deque(maxlen=num_frames)
+        self._fusion: GridFusion | None = None
+
+    @property
+    def geometry(self) -> GridGeometry | None:
+        """The current window (in the pose's frame_id), None before the first frame."""
+        return None if self._fusion is None else self._fusion.geometry
+
+    def _window(self, pose: PlanarPose) -> GridGeometry:
+        half = self.cells * self.resolution / 2
+        ox = math.floor((pose.x - half) / self.resolution) * self.resolution
+        oy = math.floor((pose.y - half) / self.resolution) * self.resolution
+        return GridGeometry(self.resolution, self.cells, self.cells, ox, oy, pose.frame_id)
+
+    def _needs_window(self, pose: PlanarPose) -> bool:
+        g = self.geometry
+        if g is None or g.frame_id != pose.frame_id:
+            return True
+        margin = self.size / 4
+        return not (
+            g.origin_x + margin <= pose.x <= g.origin_x + g.width * g.resolution - margin
+            and g.origin_y + margin <= pose.y <= g.origin_y + g.height * g.resolution - margin
+        )
+
+    def add(
+        self,
+        projector: GroundProjector,
+        drivable: np.ndarray,
+        known: np.ndarray | None,
+        pose: PlanarPose,
+    ) -> None:
+        """One frame: masks as `GroundProjector.counts`, `pose` the robot's at the image time."""
+        if self.geometry is not None and self.geometry.frame_id != pose.frame_id:
+            self._recent.clear()
+        frame = (
+            projector,
+            np.array(drivable, bool),
+            None if known is None else np.array(known, bool),
+        )
+        self._recent.append((frame, pose))
+        if self._needs_window(pose):
+            self._fusion = GridFusion(self._window(pose), self.num_frames)
+            for (p, d, k), past in self._recent:
+                self._fusion.add(p, d, k, pose=(past.x, past.y, past.yaw))
+        else:
+            self._fusion.add(*frame, pose=(pose.x, pose.y, pose.yaw))
+
+    def grid(self, *, occupied_fraction: float = 0.5) -> np.ndarray:
+        """int8 [cells, cells] in `geometry` (see `GridFusion.grid`)."""
+        assert self._fusion is not None, "no frame added yet"
+        return self._fusion.grid(occupied_fraction=occupied_fraction)

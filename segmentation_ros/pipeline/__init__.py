@@ -25,6 +25,9 @@ Conventions (those of `segmentation_ros.structures`):
   person is still an obstacle).
 - The grid is a `drivable` occupancy grid (int8: 0 free, 100 occupied, -1 unknown) in
   `FrameSettings.grid` (see `segmentation_ros.drivable.projection`); it needs a `CameraModel`.
+- `scan` and `obstacles` (`segmentation_ros.drivable.scan`) describe the whole scene like the
+  grid; `grid_fused` also needs the robot's pose in the odometry frame (`process(pose=...)`,
+  a `drivable.fusion.PlanarPose`) and keeps the last frames (`drivable.fusion`).
 
 Only what `OutputRequest` asks for is computed (the node asks for the topics somebody
 subscribes to). Nothing here imports rclpy.

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from segmentation_ros.drivable import CameraModel, DrivabilityTable
+from segmentation_ros.drivable.fusion import PlanarPose
 from segmentation_ros.runtime.names import DEFAULT_BACKEND
 from segmentation_ros.structures import ClassTable, Segments
 
@@ -119,11 +120,13 @@ class SegmentationPipeline:
         settings: FrameSettings = FrameSettings(),  # noqa: B008
         *,
         camera: CameraModel | None = None,
+        pose: PlanarPose | None = None,
     ) -> FrameResult:
         """Segment one image.
 
         image: [H, W, 3] uint8 RGB. camera: intrinsics of the camera that took it (any size;
-        rescaled to the image), needed for `grid` and `markers`.
+        rescaled to the image), needed for `grid`, `markers`, `scan`, `obstacles`, `grid_fused`.
+        pose: the robot's planar pose in the odometry frame at the image's time (`grid_fused`).
         """
         image_size = _image_size(image)
         t0 = time.perf_counter()
@@ -135,7 +138,7 @@ class SegmentationPipeline:
         t2 = time.perf_counter()
         id_map, segments = self.segments(raw, image_size, settings)
         t3 = time.perf_counter()
-        result = self.outputs(id_map, segments, request, settings, camera)
+        result = self.outputs(id_map, segments, request, settings, camera, pose)
         t4 = time.perf_counter()
         result.timings = Timings(
             preprocess_ms=(t1 - t0) * 1e3,

@@ -8,6 +8,7 @@ results are made of it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,11 @@ class FrameResult:
         where no segment is. confidence: [H, W] float32 in [0, 1]. drivable: [H, W] bool.
     grid: [grid.height, grid.width] int8 occupancy (0 free, 100 occupied, -1 unknown).
     ground_xy: [N, 2] float64 metres in the grid frame, where each thing touches the ground (the
-        middle of its box's bottom edge); NaN for stuff and above the horizon. ground_width: [N]
-        metres, the bottom edge's length on the ground.
+        middle of its mask's lowest row, `drivable.ground.mask_ground_contacts`); NaN for stuff
+        and above the horizon. ground_width: [N] metres, its box's bottom edge on the ground.
+    scan: the free-space `drivable.scan.Scan` (grid frame). obstacles: [K]
+        `drivable.scan.POINT_DTYPE` obstacle points on the ground (grid frame).
+    grid_fused: (geometry in the odometry frame, int8 grid) fused over the last frames.
     notes: why a requested part is missing (e.g. no drivable classes, no camera).
     """
 
@@ -75,6 +79,9 @@ class FrameResult:
     grid: np.ndarray | None = None
     ground_xy: np.ndarray | None = None
     ground_width: np.ndarray | None = None
+    scan: Any = None
+    obstacles: np.ndarray | None = None
+    grid_fused: tuple[Any, np.ndarray] | None = None
     notes: tuple[str, ...] = ()
 
     def mask_crop(self, index: int) -> np.ndarray:

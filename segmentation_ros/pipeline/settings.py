@@ -22,6 +22,9 @@ class FrameSettings(PostprocessSettings):
         `drivable.classes`); empty: `DEFAULT_DRIVABLE_NAMES`.
     mount: the camera's pose on the robot; grid: the occupancy grid layout (robot frame).
     grid_stride, grid_max_range (m, None: no limit), occupied_fraction: see `GroundProjector`.
+    scan_angle_increment (rad), scan_range_max (m): the `drivable/scan` beams
+        (`drivable.scan`); obstacle_height: z of the `drivable/obstacles` points (m).
+    fused_frames, fused_size (m): the odometry-frame grid (`drivable.fusion.RollingGridFusion`).
     """
 
     class_filter: tuple[str, ...] = ()
@@ -31,6 +34,11 @@ class FrameSettings(PostprocessSettings):
     grid_stride: int = 2
     grid_max_range: float | None = None
     occupied_fraction: float = 0.5
+    scan_angle_increment: float = 0.0087266  # 0.5 degree
+    scan_range_max: float = 20.0
+    obstacle_height: float = 0.1
+    fused_frames: int = 10
+    fused_size: float = 20.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,9 @@ class OutputRequest:
     grid: bool = False
     overlay: bool = False
     markers: bool = False  # ground positions of the things (needs a camera)
+    scan: bool = False  # free-space scan on the ground (needs a camera)
+    obstacles: bool = False  # obstacle points on the ground (needs a camera)
+    grid_fused: bool = False  # grid fused over frames in the odometry frame (needs a pose)
 
     @classmethod
     def all(cls) -> OutputRequest:
@@ -56,7 +67,11 @@ class OutputRequest:
 
     @property
     def needs_semantic(self) -> bool:
-        return self.semantic or self.drivable_mask or self.grid
+        return self.semantic or self.needs_drivable
+
+    @property
+    def needs_drivable(self) -> bool:
+        return self.drivable_mask or self.grid or self.scan or self.obstacles or self.grid_fused
 
     @property
     def needs_geometry(self) -> bool:

@@ -31,6 +31,7 @@ MODEL_CONFIGS: dict[str, str] = {
 }
 
 DEFAULT_CAMERA = "/camera/image_raw"
+DEFAULT_ODOM = "/odom"
 
 
 @dataclass(frozen=True)
@@ -105,10 +106,12 @@ def node_launch_config(
     params_file: str = "",
     use_sim_time: str | bool = False,
     share_dir: str | os.PathLike | None = None,
+    odom: str = DEFAULT_ODOM,
 ) -> NodeLaunchConfig:
     """The node to start for these launch arguments (see the module docstring).
 
     params_file: optional YAML of overrides applied after config/<model>.yaml (it must exist).
+    odom: the nav_msgs/Odometry topic the node's `odom` reads (drivable/grid_fused).
     Raises ValueError for an unknown model or a bad camera topic, FileNotFoundError for a missing
     file.
     """
@@ -124,8 +127,15 @@ def node_launch_config(
         name=NODE_NAME,
         namespace=namespace.strip(),
         parameters=(*(str(p) for p in files), {"use_sim_time": _truthy(use_sim_time)}),
-        remappings=tuple(camera_topics(camera).items()),
+        remappings=(*camera_topics(camera).items(), ("odom", _topic("odom", odom))),
     )
+
+
+def _topic(name: str, value: str) -> str:
+    value = value.strip()
+    if not value or value.endswith("/"):
+        raise ValueError(f"{name} must be a topic name such as /odom, got {value!r}")
+    return value
 
 
 def node_command(config: NodeLaunchConfig, executable: str | None = None) -> list[str]:
@@ -151,6 +161,7 @@ LAUNCH_ARGUMENTS = (
     ("namespace", "", "namespace of the node and its topics"),
     ("params_file", "", "YAML file of parameter overrides, applied after config/<model>.yaml"),
     ("use_sim_time", "false", "use /clock for time"),
+    ("odom", DEFAULT_ODOM, "nav_msgs/Odometry topic for drivable/grid_fused (optional)"),
 )
 
 
@@ -176,6 +187,7 @@ def launch_description(fixed_model: str | None = None):
             namespace=arg("namespace"),
             params_file=arg("params_file"),
             use_sim_time=arg("use_sim_time"),
+            odom=arg("odom"),
         )
         return [
             Node(

@@ -7,6 +7,7 @@ Pixel coordinates: x right, y down, in the camera image of the message header.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,8 +54,11 @@ def make_object(
     mask: np.ndarray,
     centroid_xy: Sequence[float],
     area: int,
+    ground_xy: Sequence[float] = (math.nan, math.nan),
+    ground_frame_id: str = "",
 ) -> SegmentedObject:
-    """One SegmentedObject; `mask` is [h, w] bool covering `roi_xywh` = (x, y, w, h) pixels."""
+    """One SegmentedObject; `mask` is [h, w] bool covering `roi_xywh` = (x, y, w, h) pixels;
+    `ground_xy` its ground contact point (m, NaN: none) in `ground_frame_id`."""
     x, y, w, h = (int(v) for v in roi_xywh)
     if mask.shape != (h, w):
         raise ValueError(f"mask shape {mask.shape} does not match the roi {w}x{h}")
@@ -70,6 +74,10 @@ def make_object(
         centroid_y=float(centroid_xy[1]),
         area=int(area),
     )
+    gx, gy = float(ground_xy[0]), float(ground_xy[1])
+    obj.ground_frame_id = ground_frame_id
+    obj.ground_x, obj.ground_y = gx, gy
+    obj.ground_distance, obj.ground_bearing = math.hypot(gx, gy), math.atan2(gy, gx)
     obj.mask = encode_mask(mask)
     return obj
 

@@ -22,7 +22,8 @@ Parameter changes build a new frozen `NodeConfig` (the settings and the message 
 swap it in with one assignment: the worker reads it once per frame and never sees half an update.
 The lifecycle state is rclpy's (`lifecycle_state`).
 
-Topics (relative, remappable): in `image` (or `image/compressed`), `camera_info`; out the
+Topics (relative, remappable): in `image` (or `image/compressed`), `camera_info`, `odom`
+(nav_msgs/Odometry, optional: only `drivable/grid_fused` needs it); out the
 per-frame outputs of `output_table.OUTPUTS`, `class_info` (latched), and `/diagnostics`.
 """
 
@@ -66,6 +67,7 @@ from segmentation_ros.ros.inputs import (
     stamp_ns,
 )
 from segmentation_ros.ros.node_pipeline import build_pipeline, check_against_model
+from segmentation_ros.ros.odometry import OdometryBuffer, subscribe_odometry
 from segmentation_ros.ros.output_table import (
     CLASS_INFO_TOPIC,
     CLASS_INFO_TYPE,
@@ -111,6 +113,7 @@ class SegmentationNode(LifecycleNode):
         self._subscriptions_in: list[object] = []
         self._worker: threading.Thread | None = None
         self._camera = None
+        self._odometry = OdometryBuffer()  # `odom`: the robot's pose for drivable/grid_fused
         self._image_size: tuple[int, int] | None = None  # (width, height) of the last frame
         self._notes: tuple[str, ...] = ()
         self._idle = False
@@ -264,7 +267,8 @@ class SegmentationNode(LifecycleNode):
         if self._idle or pipeline is None:
             return
         try:
-            result = pipeline.process(rgb, request, settings.frame, camera=self._camera)
+            pose = self._odometry.pose_at(frame.stamp_ns) if request.grid_fused else None
+            result = pipeline.process(rgb, request, settings.frame, camera=self._camera, pose=pose)
             # Each message goes out as soon as it is built, `objects` first.
             for topic, msg in iter_messages(
                 result, rgb, frame.msg.header, request, context, arrival=frame.arrival
@@ -374,7 +378,8 @@ class SegmentationNode(LifecycleNode):
         else:
             image = self.create_subscription(Image, "image", self._on_image, qos)
         info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
-        self._subscriptions_in = [image, info]
+        odometry = subscribe_odometry(self, self._odometry)
+        self._subscriptions_in = [image, info, odometry]
 
     def _stop_processing(self, final: bool = False) -> None:
         for subscription in self._subscriptions_in:
@@ -401,6 +406,7 @@ class SegmentationNode(LifecycleNode):
         self._stats.reset()
         self._order.reset()
         self._camera = self._image_size = None
+        self._odometry.clear()
         self._notes = ()
         self._problems.pop("camera_info", None)
 

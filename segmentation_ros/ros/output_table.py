@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from nav_msgs.msg import OccupancyGrid
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, LaserScan, PointCloud2
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from segmentation_ros.msg import ClassInfoArray, SegmentationResult
+from segmentation_ros.ros import ground_outputs as G
 from segmentation_ros.ros import outputs as O
 
 if TYPE_CHECKING:
@@ -48,9 +49,14 @@ class Built:
     arrival: float
 
     def header_in(self, frame: str) -> Header:
-        """The camera header, or (frame "grid") its stamp in the grid frame."""
+        """The camera header, or (frame "grid") its stamp in the grid frame, or (frame "odom")
+        its stamp in the odometry frame of the fused grid."""
         if frame == "grid":
             return Header(stamp=self.header.stamp, frame_id=self.context.grid_frame)
+        if frame == "odom":
+            fused = self.result.grid_fused
+            frame_id = fused[0].frame_id if fused is not None else ""
+            return Header(stamp=self.header.stamp, frame_id=frame_id)
         return self.header
 
 
@@ -63,7 +69,8 @@ class Output:
     request: the `OutputRequest` fields the pipeline computes for it.
     build: (frame parts, header) -> message, or None when the result lacks the part (no camera
         yet, no drivable classes; `result.notes` says why).
-    frame: "camera" (the image's header) or "grid" (its stamp in `grid_frame_id`).
+    frame: "camera" (the image's header), "grid" (its stamp in `grid_frame_id`) or "odom" (its
+        stamp in the odometry frame).
     on_demand: computed only while the topic has a subscriber (else every frame).
     needs_camera: published only once a CameraInfo arrived (ground projection).
     content: what the message holds (parameter descriptions, docs).
@@ -103,6 +110,21 @@ def _grid(f: Built, header: Header):
     return None if f.result.grid is None else O.grid_msg(f.result, header, f.context.grid)
 
 
+def _scan(f: Built, header: Header):
+    return None if f.result.scan is None else G.scan_msg(f.result.scan, header)
+
+
+def _obstacles(f: Built, header: Header):
+    return None if f.result.obstacles is None else G.obstacles_msg(f.result.obstacles, header)
+
+
+def _grid_fused(f: Built, header: Header):
+    if f.result.grid_fused is None:
+        return None
+    geometry, grid = f.result.grid_fused
+    return G.occupancy_msg(grid, geometry, header)
+
+
 def _drivable_mask(f: Built, header: Header):
     return None if f.result.drivable is None else O.drivable_mask_msg(f.result, header)
 
@@ -126,6 +148,16 @@ OUTPUTS: tuple[Output, ...] = (
     Output("drivable/grid", OccupancyGrid, "publish_drivable_grid", ("grid",), _grid,
            "robot-centred grid: 0 free, 100 occupied, -1 unknown", frame="grid",
            needs_camera=True),
+    # Nav2 inputs (issue 15) --------------------------------------------------------------------
+    Output("drivable/scan", LaserScan, "publish_drivable_scan", ("scan",), _scan,
+           "ground range to the first non-drivable point per bearing (+inf free)", frame="grid",
+           needs_camera=True),
+    Output("drivable/obstacles", PointCloud2, "publish_drivable_obstacles", ("obstacles",),
+           _obstacles, "non-drivable boundary and object footprints: x y z class_id "
+           "instance_id", frame="grid", needs_camera=True),
+    Output("drivable/grid_fused", OccupancyGrid, "publish_drivable_grid_fused", ("grid_fused",),
+           _grid_fused, "grid fused over the last frames in the odometry frame (needs `odom`)",
+           frame="odom", needs_camera=True),
     Output("drivable/mask", Image, "publish_drivable_mask", ("drivable_mask",), _drivable_mask,
            "mono8: 255 drivable surface, 0 elsewhere"),
     Output("instances", Image, "publish_instances", ("instances",),
@@ -163,7 +195,7 @@ def request_for(wanted: Iterable[Output]) -> OutputRequest:
 
 def _check_table() -> None:
     for out in OUTPUTS:
-        assert out.frame in ("camera", "grid") and out.request, out.topic
+        assert out.frame in ("camera", "grid", "odom") and out.request, out.topic
     assert len(_BY_TOPIC) == len(OUTPUTS) == len({o.parameter for o in OUTPUTS})
 
 

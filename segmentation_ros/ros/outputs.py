@@ -60,6 +60,7 @@ def objects_msg(result: FrameResult, header: Header, context: OutputContext, *, 
     """SegmentationResult: every segment, in decreasing score order (needs `geometry`)."""
     assert result.geometry is not None, "objects need the segment geometry"
     seg, geometry, names = result.segments, result.geometry, context.table.names
+    ground = result.ground_xy if result.ground_xy is not None else np.full((len(seg), 2), np.nan)
     objects = [
         make_object(
             instance_id=int(seg.ids[i]),
@@ -72,6 +73,8 @@ def objects_msg(result: FrameResult, header: Header, context: OutputContext, *, 
             mask=result.mask_crop(i),
             centroid_xy=geometry.centroids[i],
             area=int(geometry.areas[i]),
+            ground_xy=ground[i],
+            ground_frame_id=context.grid_frame,
         )
         for i in range(len(seg))
     ]

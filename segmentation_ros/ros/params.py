@@ -211,6 +211,17 @@ _SPECS = (
             "ground points farther than this are unknown (m); 0: no limit", (0.0, 1000.0)),
     _mirror("grid_occupied_fraction", "occupied_fraction",
             "a cell is occupied when this fraction of its samples is not drivable", (0.01, 1.0)),
+    # Nav2 inputs: scan, obstacle points, fused grid (issue 15) ---------------------------------
+    _mirror("scan_angle_increment", "scan_angle_increment",
+            "`drivable/scan` beam spacing (rad)", (0.0001, 0.5)),
+    _mirror("scan_range_max", "scan_range_max",
+            "`drivable/scan` and `drivable/obstacles` ignore ground farther than this (m)",
+            (0.1, 1000.0)),
+    _mirror("obstacle_height", "obstacle_height", "z of the `drivable/obstacles` points (m)",
+            (-10.0, 10.0)),
+    _mirror("fused_frames", "fused_frames", "frames summed into `drivable/grid_fused`", (1, 100)),
+    _mirror("fused_size", "fused_size",
+            "side of the square `drivable/grid_fused` window around the robot (m)", (1.0, 500.0)),
     # Input -------------------------------------------------------------------------------------
     ParamSpec(
         "image_transport", "raw", "raw: sensor_msgs/Image on `image`; compressed: "

@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mask_ap(subparsers)
     _add_checkpoint(subparsers)
     _add_backend(subparsers)
+    _add_drivable(subparsers)
     return parser
 
 
@@ -225,6 +226,18 @@ def _run_backend(args: argparse.Namespace) -> int:
         print(f"FAIL: {line}")
     print("PASS" if not failures else f"{len(failures)} tolerance(s) exceeded")
     return 1 if failures else 0
+
+
+def _add_drivable(subparsers) -> None:
+    from segmentation_ros.train.drivable_eval import add_arguments, run
+
+    p = subparsers.add_parser(
+        "drivable",
+        help="drivable/scan range error, object ground positions and the fused grid against "
+        "the synthetic world's truth",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -80,6 +80,7 @@ def test_node_launch_config_maps_arguments(tmp_path):
         params_file=str(overrides),
         use_sim_time="true",
         share_dir=REPO,
+        odom="/wheel/odometry",
     )
     assert (config.package, config.executable) == ("segmentation_ros", "segmentation_node")
     assert config.parameters == (
@@ -91,6 +92,7 @@ def test_node_launch_config_maps_arguments(tmp_path):
         "image": "/front/image_raw",
         "image/compressed": "/front/image_raw/compressed",
         "camera_info": "/front/camera_info",
+        "odom": "/wheel/odometry",
     }
     assert config.namespace == "robot1"
     command = L.node_command(config)
@@ -109,6 +111,8 @@ def test_node_launch_config_errors():
     with pytest.raises(ValueError, match="image topic"):
         L.camera_topics("/camera/")
     assert L.camera_topics("image_raw")["camera_info"] == "camera_info"
+    with pytest.raises(ValueError, match="odom must be a topic"):
+        L.node_launch_config(odom=" ", share_dir=REPO)
 
 
 def test_launch_files_call_the_shared_description():
@@ -156,12 +160,18 @@ def test_launch_description_builds_the_node_with_stub_launch_modules(monkeypatch
         monkeypatch.setitem(sys.modules, name, module)
     description = L.launch_description(fixed_model="yolact")
     *arguments, opaque = description.args[0]
-    assert [a.args[0] for a in arguments] == ["camera", "namespace", "params_file", "use_sim_time"]
-    context = {"camera": "/cam/image", "namespace": "", "params_file": "", "use_sim_time": "false"}
+    assert [a.args[0] for a in arguments] == [
+        "camera", "namespace", "params_file", "use_sim_time", "odom"
+    ]  # fmt: skip
+    context = {
+        "camera": "/cam/image", "namespace": "", "params_file": "", "use_sim_time": "false",
+        "odom": "/robot/odom",
+    }  # fmt: skip
     (node,) = opaque.kwargs["function"](context)
     assert node.kwargs["executable"] == "segmentation_node"
     assert node.kwargs["parameters"][0].endswith("config/yolact.yaml")
     assert ("camera_info", "/cam/camera_info") in node.kwargs["remappings"]
+    assert ("odom", "/robot/odom") in node.kwargs["remappings"]
 
 
 def test_rviz_config_shows_the_default_topics():

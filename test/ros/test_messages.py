@@ -103,3 +103,65 @@ def test_class_table_round_trip_and_validation():
             ("a",), colors=np.zeros((2, 3), np.uint8), is_thing=np.zeros(1, bool),
             drivable=np.zeros(1, bool),
         )  # fmt: skip
+
+
+def test_ground_fields_survive_serialization():
+    """The appended ground fields travel in the CDR bytes (a stale typesupport library with the
+    old layout would drop them); a segment without a ground point carries NaN."""
+    from rclpy.serialization import deserialize_message, serialize_message
+    from segmentation_ros.msg import SegmentationResult
+
+    obj = make_object(
+        instance_id=1, class_id=3, class_label="person", is_thing=True, score=0.9,
+        mask_score=0.9, roi_xywh=(2, 3, 2, 2), mask=np.ones((2, 2), bool),
+        centroid_xy=(3.0, 4.0), area=4, ground_xy=(3.0, -4.0), ground_frame_id="base_link",
+    )  # fmt: skip
+    stuff = make_object(
+        instance_id=2, class_id=0, class_label="road", is_thing=False, score=0.9,
+        mask_score=0.9, roi_xywh=(0, 0, 1, 1), mask=np.ones((1, 1), bool),
+        centroid_xy=(0.5, 0.5), area=1, ground_frame_id="base_link",
+    )  # fmt: skip
+    result = make_result(
+        header=Header(frame_id="cam"), image_height=8, image_width=8, model_name="m",
+        objects=[obj, stuff], inference_ms=1.0, total_ms=2.0,
+    )  # fmt: skip
+    back = deserialize_message(serialize_message(result), SegmentationResult).objects
+    assert back[0].ground_frame_id == "base_link"
+    assert (back[0].ground_x, back[0].ground_y, back[0].ground_distance) == (3.0, -4.0, 5.0)
+    assert back[0].ground_bearing == pytest.approx(np.arctan2(-4.0, 3.0))
+    assert np.isnan([back[1].ground_x, back[1].ground_distance, back[1].ground_bearing]).all()
+
+
+def test_obstacle_cloud_bytes_follow_the_documented_layout():
+    """drivable/obstacles packed as the README says (checked with `struct`), and the generic
+    reader reads another layout (big-endian, padded) from its PointFields."""
+    import struct
+
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from segmentation_ros.drivable import POINT_DTYPE
+    from segmentation_ros.ros.ground_outputs import obstacles_msg, points_from_cloud
+
+    points = np.zeros(2, POINT_DTYPE)
+    points["x"], points["y"], points["z"] = (1.5, -2.0), (0.25, 3.0), 0.1
+    points["class_id"], points["instance_id"] = (3, 7), (12, 65535)
+    msg = obstacles_msg(points, Header(frame_id="base_link"))
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 2, 16, 32)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1),
+        ("z", 8, PointField.FLOAT32, 1), ("class_id", 12, PointField.UINT16, 1),
+        ("instance_id", 14, PointField.UINT16, 1),
+    ]  # fmt: skip
+    assert bytes(msg.data) == struct.pack(
+        "<fffHHfffHH", 1.5, 0.25, 0.1, 3, 12, -2.0, 3.0, 0.1, 7, 65535
+    )
+    other = PointCloud2(height=1, width=2, point_step=12, is_bigendian=True)
+    other.fields = [
+        PointField(name="x", offset=0, datatype=PointField.FLOAT32, count=1),
+        PointField(name="ring", offset=4, datatype=PointField.UINT16, count=1),
+        PointField(name="i", offset=8, datatype=PointField.INT32, count=1),
+    ]
+    other.data = struct.pack(">fHxxi", 1.0, 5, -3) + struct.pack(">fHxxi", 2.0, 6, 4)
+    read = points_from_cloud(other)
+    assert read["x"].tolist() == [1.0, 2.0] and read["ring"].tolist() == [5, 6]
+    assert read["i"].tolist() == [-3, 4]

@@ -15,6 +15,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
@@ -63,6 +64,7 @@ class Client:
         )
         self.images = self.node.create_publisher(Image, "image", RELIABLE)
         self.infos = self.node.create_publisher(CameraInfo, "camera_info", RELIABLE)
+        self.odometry = self.node.create_publisher(Odometry, "odom", RELIABLE)
         self.change = self.node.create_client(ChangeState, f"{NAME}/change_state")
         self.get = self.node.create_client(GetState, f"{NAME}/get_state")
         self.set = self.node.create_client(SetParameters, f"{NAME}/set_parameters")
@@ -99,6 +101,14 @@ class Client:
         info.k = list(k)
         info.d = [0.0] * 5
         self.infos.publish(info)
+
+    def send_odometry(self, x: float = 0.0) -> None:
+        """The robot at (x, 0) in odom now (the fused grid needs a pose at each image)."""
+        msg = Odometry(header=Header(stamp=self.stamp(), frame_id="odom"))
+        msg.child_frame_id = "base_link"
+        msg.pose.pose.position.x = x
+        msg.pose.pose.orientation.w = 1.0
+        self.odometry.publish(msg)
 
     def send_image(self, offset_s: float = 0.0, msg: Image | None = None, stamp=None) -> Time:
         if msg is None:
@@ -199,7 +209,9 @@ def _run_until_every_output(client, node_process, timeout=90.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not all(client.received.values()):
         client.send_camera_info()
+        client.send_odometry()
         client.send_image()
+        client.send_odometry()  # after the image's stamp too: the node interpolates
         client.spin(0.3)
     missing = [t for t, msgs in client.received.items() if not msgs]
     assert not missing, f"no message on {missing}:\n{node_process.output()[-3000:]}"
@@ -215,8 +227,8 @@ def test_every_output_has_its_type_size_stamp_and_frame(node_process, client):
         msg = msgs[-1]
         header = msg.markers[0].header if topic == "markers" else msg.header
         assert (header.stamp.sec, header.stamp.nanosec) in client.sent_stamps, topic
-        expected_frame = "base_link" if topic in ("drivable/grid", "markers") else FRAME
-        assert header.frame_id == expected_frame, topic
+        frames = {"grid": "base_link", "odom": "odom", "camera": FRAME}
+        assert header.frame_id == frames[output_table.output(topic).frame], topic
         if topic in ENCODINGS:
             assert (msg.width, msg.height, msg.encoding) == (WIDTH, HEIGHT, ENCODINGS[topic])
             assert image_to_numpy(msg).shape[:2] == (HEIGHT, WIDTH)
@@ -224,11 +236,24 @@ def test_every_output_has_its_type_size_stamp_and_frame(node_process, client):
     assert (objects.image_width, objects.image_height) == (WIDTH, HEIGHT)
     assert objects.model_name == "panoptic_yolact_mobilenetv3"
     assert objects.total_ms >= objects.inference_ms > 0
+    for o in objects.objects:  # ground fields: in the grid frame, NaN for stuff
+        assert o.ground_frame_id == "base_link"
+        assert o.is_thing or np.isnan([o.ground_x, o.ground_y, o.ground_distance]).all()
     ids = image_to_numpy(client.received["instances"][-1])
     assert int(ids.max()) <= 65535
     grid = client.received["drivable/grid"][-1]
     assert (grid.info.width, grid.info.height, len(grid.data)) == (200, 200, 40000)
     assert set(grid.data) <= {-1, 0, 100}
+    scan = client.received["drivable/scan"][-1]
+    count = round((scan.angle_max - scan.angle_min) / scan.angle_increment) + 1
+    assert len(scan.ranges) == count > 1
+    assert 0 < scan.range_min < scan.range_max <= 20.0
+    cloud = client.received["drivable/obstacles"][-1]
+    assert [f.name for f in cloud.fields] == ["x", "y", "z", "class_id", "instance_id"]
+    assert cloud.point_step == 16 and len(cloud.data) == 16 * cloud.width
+    fused = client.received["drivable/grid_fused"][-1]
+    assert (fused.info.width, fused.info.height) == (400, 400)  # 20 m at 0.05 m
+    assert set(fused.data) <= {-1, 0, 100}
     values = client.latest_diagnostics(time.monotonic())
     assert values["state"] == "active" and int(values["frames_out"]) > 0
     assert float(values["latency_p50_ms"]) > 0 and values["backend"] == "torch"

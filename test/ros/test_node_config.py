@@ -67,6 +67,9 @@ def test_every_output_has_a_parameter_a_publisher_of_its_type_and_request_fields
         "drivable/grid": "nav_msgs/msg/OccupancyGrid",
         "overlay": "sensor_msgs/msg/Image",
         "markers": "visualization_msgs/msg/MarkerArray",
+        "drivable/scan": "sensor_msgs/msg/LaserScan",
+        "drivable/obstacles": "sensor_msgs/msg/PointCloud2",
+        "drivable/grid_fused": "nav_msgs/msg/OccupancyGrid",
     }
     fields = {f.name for f in dataclasses.fields(OutputRequest)}
     for out in OUTPUTS:

@@ -19,6 +19,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
+from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -62,6 +63,7 @@ class Client:
         self.images = self.node.create_publisher(Image, "image", RELIABLE)
         self.compressed = self.node.create_publisher(CompressedImage, "image/compressed", RELIABLE)
         self.infos = self.node.create_publisher(CameraInfo, "camera_info", RELIABLE)
+        self.odometry = self.node.create_publisher(Odometry, "odom", RELIABLE)
         self.change = self.node.create_client(ChangeState, f"{NAME}/change_state")
         self.get = self.node.create_client(GetState, f"{NAME}/get_state")
         self.set = self.node.create_client(SetParameters, f"{NAME}/set_parameters")
@@ -99,6 +101,12 @@ class Client:
         info.k = list(k or (250.0, 0.0, width / 2, 0.0, 250.0, height / 2, 0.0, 0.0, 1.0))
         info.d = [0.0] * 5
         self.infos.publish(info)
+
+    def send_odometry(self) -> None:
+        """The robot standing at the origin of odom, now (drivable/grid_fused needs a pose)."""
+        msg = Odometry(header=Header(stamp=self.stamp(), frame_id="odom"))
+        msg.pose.pose.orientation.w = 1.0
+        self.odometry.publish(msg)
 
     def send(self, msg=None, stamp=None) -> Time:
         """Publish `msg` (default: a good frame on the current transport) stamped now."""
@@ -226,7 +234,9 @@ def test_good_frames_reach_every_output(node_process, client):
     deadline = time.monotonic() + 90.0
     while time.monotonic() < deadline and not all(client.received.values()):
         client.send_camera_info()
+        client.send_odometry()
         client.send()
+        client.send_odometry()
         client.spin(0.2)
     missing = [t for t, msgs in client.received.items() if not msgs]
     assert not missing, f"no message on {missing}:\n{node_process.output()[-3000:]}"
