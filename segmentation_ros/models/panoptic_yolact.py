@@ -79,7 +79,6 @@ class PanopticFusionConfig:
     """Defaults of the panoptic fusion (`segmentation_ros.panoptic.fusion.panoptic_fusion`).
 
     unknown: UPSNet's unknown class (probable missed instances become void).
-    unknown_rule: "paper" (UPSNet's, the default) or "clamped" (see `panoptic.fusion`).
     min_thing_area / min_stuff_area: smaller segments become void (image pixels).
     upsample: "ids" (argmax at the semantic resolution, fast) or "logits" (argmax at the image
         resolution). prob_eps: clamp of the mask probabilities before their logit.
@@ -90,13 +89,8 @@ class PanopticFusionConfig:
     min_stuff_area: int = 1024
     upsample: str = "ids"
     prob_eps: float = 1.0e-4
-    unknown_rule: str = "paper"
 
     def __post_init__(self) -> None:
-        if self.unknown_rule not in ("paper", "clamped"):
-            raise ValueError(
-                f"unknown_rule must be 'paper' or 'clamped', got {self.unknown_rule!r}"
-            )
         if self.upsample not in ("ids", "logits"):
             raise ValueError(f"upsample must be 'ids' or 'logits', got {self.upsample!r}")
         if self.min_thing_area < 0 or self.min_stuff_area < 0:

@@ -70,7 +70,6 @@ class PanopticYolactFamily(ModelFamily):
                 min_thing_area=fusion.min_thing_area,
                 min_stuff_area=fusion.min_stuff_area,
                 upsample=fusion.upsample,
-                unknown_rule=fusion.unknown_rule,
             )
 
         return postprocess
