@@ -2,11 +2,14 @@
 
 Official checkpoints (`yolact_base_54_800000.pth`, `yolact_plus_resnet50_54_800000.pth`, ...) are
 plain state dicts whose key names are ours (our modules use the official names). Loading applies
-the official `Yolact.load_weights` drops, leaves out the training-only heads, then loads
-strictly; any difference raises `CheckpointError` naming the missing, unexpected and mis-shaped
-keys. Our checkpoints are a dict {"format", "kind" (the model family's name, `models.family`:
-"yolact" | "panoptic_yolact" | "pcv"), "config" (plain dict), "state_dict", "extra"}; files
-without "kind" are YOLACT. `load_for_inference` is the one way in for both kinds of file.
+the official `Yolact.load_weights` drops, leaves out the training-only heads the model lacks
+(a model built for training, `ModelFamily.build(config, training=True)`, takes the auxiliary
+semantic head `semantic_seg_conv`), then loads strictly; any difference raises
+`CheckpointError` naming the missing, unexpected and mis-shaped keys. Our checkpoints are a
+dict {"format", "kind" (the model family's name, `models.family`: "yolact" | "panoptic_yolact"
+| "pcv"), "config" (plain dict), "state_dict", "extra"}; files without "kind" are YOLACT. A
+training checkpoint may hold training-only heads: loading it for inference leaves them out.
+`load_for_inference` is the one way in for both kinds of file.
 Files are always read with `torch.load(path, map_location="cpu", weights_only=True)`.
 """
 
@@ -26,7 +29,8 @@ from .family import family_of
 FORMAT = "segmentation_ros.yolact/1"
 
 # Official training-only modules (`use_semantic_segmentation_loss`, `use_class_existence_loss`):
-# present in the released checkpoints, unused at inference.
+# present in the released checkpoints, unused at inference. We build `semantic_seg_conv` for
+# training (YOLACT's auxiliary semantic loss); `class_existence_fc` never.
 TRAINING_ONLY_PREFIXES = ("semantic_seg_conv.", "class_existence_fc.")
 
 _MAX_LISTED = 8
@@ -54,13 +58,19 @@ def _read(path: str | os.PathLike) -> Any:
 
 
 def official_state_dict(
-    state_dict: Mapping[str, Tensor], num_downsample: int, use_conv_downsample: bool = True
+    state_dict: Mapping[str, Tensor],
+    num_downsample: int,
+    use_conv_downsample: bool = True,
+    *,
+    keep: Iterable[str] = (),
 ) -> dict[str, Tensor]:
     """An official state dict with the official `load_weights` drops applied.
 
     Drops `backbone.layerN.*` (pre-`layers` names), `fpn.downsample_layers.i` for
-    i >= num_downsample (v1.0 weights), and the training-only heads.
+    i >= num_downsample (v1.0 weights), and the training-only heads except those in `keep`
+    (prefixes of `TRAINING_ONLY_PREFIXES`: the heads the receiving model has).
     """
+    dropped = tuple(p for p in TRAINING_ONLY_PREFIXES if p not in set(keep))
     kept = num_downsample if use_conv_downsample else 0
     out = {}
     for key, value in state_dict.items():
@@ -68,10 +78,27 @@ def official_state_dict(
             continue
         if key.startswith("fpn.downsample_layers.") and int(key.split(".")[2]) >= kept:
             continue
-        if key.startswith(TRAINING_ONLY_PREFIXES):
+        if key.startswith(dropped):
             continue
         out[key] = value
     return out
+
+
+def training_heads(model: nn.Module) -> tuple[str, ...]:
+    """The `TRAINING_ONLY_PREFIXES` of the heads `model` (a `Yolact`) has."""
+    return tuple(p for p in TRAINING_ONLY_PREFIXES if hasattr(model, p[:-1]))
+
+
+def without_training_heads(state_dict: Mapping[str, Tensor], model: nn.Module) -> dict[str, Tensor]:
+    """`state_dict` less the training-only head weights (`TRAINING_ONLY_PREFIXES`, at any depth:
+    `semantic_seg_conv.weight`, `yolact.semantic_seg_conv.bias`) that `model` has no place for
+    (a training checkpoint loaded into a model built for inference)."""
+    own = model.state_dict().keys()
+    return {
+        k: v
+        for k, v in state_dict.items()
+        if k in own or not any(k.startswith(p) or f".{p}" in k for p in TRAINING_ONLY_PREFIXES)
+    }
 
 
 def load_official_checkpoint(
@@ -96,7 +123,9 @@ def load_official_checkpoint(
     if "format" in state_dict and "state_dict" in state_dict:
         raise CheckpointError("this is a segmentation_ros checkpoint: use load_checkpoint()")
     fpn = model.fpn
-    mapped = official_state_dict(state_dict, fpn.num_downsample, fpn.use_conv_downsample)
+    mapped = official_state_dict(
+        state_dict, fpn.num_downsample, fpn.use_conv_downsample, keep=training_heads(model)
+    )
     _load_strict(model, mapped, assign=assign)
     return model
 
@@ -253,10 +282,11 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Any]:
-    """Build the model saved by `save_checkpoint` and load its weights strictly."""
+    """Build the model saved by `save_checkpoint` (for inference) and load its weights strictly
+    (training-only heads left out)."""
     checkpoint = read_checkpoint(path)
     model = family_of(checkpoint.config).build(checkpoint.config)
-    _load_strict(model, checkpoint.state_dict, assign=False)
+    _load_strict(model, without_training_heads(checkpoint.state_dict, model), assign=False)
     return model, checkpoint.config
 
 
@@ -297,7 +327,7 @@ def export_for_inference(
     into float32 modules; BatchNorm statistics and integer buffers keep their dtype)."""
     checkpoint = read_checkpoint(source)
     model = family_of(checkpoint.config).build(checkpoint.config)
-    _load_strict(model, checkpoint.state_dict, assign=False)
+    _load_strict(model, without_training_heads(checkpoint.state_dict, model), assign=False)
     if not half:
         save_checkpoint(target, model, checkpoint.config, {"exported_from": os.fspath(source)})
         return

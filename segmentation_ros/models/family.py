@@ -111,8 +111,10 @@ class ModelFamily:
 
     # -- weights ------------------------------------------------------------------------------
 
-    def build(self, config: Any) -> nn.Module:
-        """A randomly initialised network for `config`."""
+    def build(self, config: Any, *, training: bool = False) -> nn.Module:
+        """A randomly initialised network for `config`. `training`: with the heads that only
+        the training losses use (YOLACT's auxiliary semantic head); inference builds without
+        them, and their weights in a checkpoint are then left out (`models.checkpoint`)."""
         return self.network_type.from_config(config)
 
     def official_part(self, model: nn.Module) -> tuple[nn.Module, str]:

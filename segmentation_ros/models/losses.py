@@ -17,7 +17,9 @@ Per batch, with N = the number of positive priors over the batch (at least 1):
   smooth-L1 against the IoU of the binarised mask (> 0.5) with the ground truth, at the
   ground-truth class, summed, x maskiou_alpha, / N. The gradient reaches the masks too, as in
   the official code.
-- semantic (S, panoptic YOLACT): pixel cross-entropy of the semantic logits (upsampled to the
+- semantic aux (S, YOLACT / YOLACT++ built for training): official `semantic_segmentation_loss`,
+  see `semantic_aux_loss`; x semantic_aux.
+- semantic (panoptic YOLACT): pixel cross-entropy of the semantic logits (upsampled to the
   label size) against the semantic map, void (255) ignored, mean, x semantic_alpha (UPSNet).
 - PCV (a `models.pcv.PCVModel`): vote cross-entropy against `ops.pcv_voting.assign_vote_cells`
   targets of the thing-instance map on the voting grid (void and crowd ignored) x pcv weight,
@@ -52,6 +54,7 @@ __all__ = [
     "match_batch",
     "pcv_losses",
     "pcv_targets",
+    "semantic_aux_loss",
     "semantic_term",
     "yolact_losses",
 ]
@@ -65,7 +68,8 @@ class LossWeights:
     """Loss weights (official names in brackets, official values as defaults).
 
     box [bbox_alpha] 1.5, cls [conf_alpha] 1, mask [mask_alpha] 6.125 (= 0.4 / 256 * 140 * 140),
-    mask_iou [maskiou_alpha] 25 (YOLACT++), semantic 1 (UPSNet), pcv 1 (PCV voting loss).
+    mask_iou [maskiou_alpha] 25 (YOLACT++), semantic_aux [semantic_segmentation_alpha] 1 (YOLACT's
+    auxiliary semantic loss), semantic 1 (UPSNet), pcv 1 (PCV voting loss).
     """
 
     box: float = 1.5
@@ -74,6 +78,7 @@ class LossWeights:
     mask_iou: float = 25.0
     semantic: float = 1.0
     pcv: float = 1.0
+    semantic_aux: float = 1.0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -120,9 +125,9 @@ class LossConfig:
 class Losses:
     """The weighted loss terms of one batch (scalars); the terms a model does not have are None.
 
-    box, cls, mask (YOLACT), mask_iou (YOLACT++), semantic (panoptic YOLACT, PCV), pcv (PCV
-    voting). num_positives: positive priors in the batch (0-d int64 tensor, the normaliser N;
-    None without YOLACT terms).
+    box, cls, mask (YOLACT), mask_iou (YOLACT++), semantic_aux (YOLACT's auxiliary semantic
+    loss), semantic (panoptic YOLACT, PCV), pcv (PCV voting). num_positives: positive priors in
+    the batch (0-d int64 tensor, the normaliser N; None without YOLACT terms).
     """
 
     box: Tensor | None = None
@@ -132,10 +137,11 @@ class Losses:
     mask_iou: Tensor | None = None
     semantic: Tensor | None = None
     pcv: Tensor | None = None
+    semantic_aux: Tensor | None = None
 
     def items(self) -> list[tuple[str, Tensor]]:
         """(name, value) of the present terms, in a fixed order."""
-        names = ("box", "cls", "mask", "mask_iou", "semantic", "pcv")
+        names = ("box", "cls", "mask", "mask_iou", "semantic_aux", "semantic", "pcv")
         return [(n, getattr(self, n)) for n in names if getattr(self, n) is not None]
 
     @property
@@ -306,6 +312,37 @@ def semantic_term(logits: Tensor, targets: Sequence[TrainTarget]) -> Tensor:
 
     labels = torch.stack([t.semantic for t in targets]).to(logits.device)
     return semantic_loss(logits, labels, ignore_index=255)
+
+
+def semantic_aux_loss(logits: Tensor, targets: Sequence[TrainTarget]) -> Tensor:
+    """YOLACT's auxiliary semantic segmentation loss, unweighted (official
+    `semantic_segmentation_loss`, bilinear).
+
+    logits: [B, C, h, w] thing-class logits of the `semantic_seg_conv` on P3.
+    targets: B `TrainTarget`s; their non-crowd masks [N, H, W] and classes [N] in [0, C).
+    Per image: every mask bilinearly resized to h x w (align_corners=False) and binarised (> 0.5),
+    the masks of one class merged by max into that class's target map [C, h, w] (0 where no
+    object); binary cross-entropy with logits summed over classes and pixels, / (h * w).
+    Returns the mean over the batch (the official loss divides its batch sum by B).
+    """
+    batch, num_classes, height, width = logits.shape
+    if len(targets) != batch:
+        raise ValueError(f"{len(targets)} targets for a batch of {batch}")
+    total = logits.new_zeros(())
+    for logit, target in zip(logits, targets):
+        keep = ~target.iscrowd.to(torch.bool)
+        masks = target.masks[keep].to(device=logits.device, dtype=logits.dtype)
+        classes = target.classes[keep].to(device=logits.device, dtype=torch.long)
+        segment = torch.zeros_like(logit)
+        if masks.shape[0]:
+            with torch.no_grad():
+                down = F.interpolate(
+                    masks[None], (height, width), mode="bilinear", align_corners=False
+                )[0].gt(0.5)
+                one_hot = F.one_hot(classes, num_classes).bool()  # [N, C]
+                segment = (one_hot[:, :, None, None] & down[:, None]).any(0).to(logit.dtype)
+        total = total + F.binary_cross_entropy_with_logits(logit, segment, reduction="sum")
+    return total / (height * width) / batch
 
 
 # ---------------------------------------------------------------------------------------------

@@ -217,6 +217,9 @@ class Yolact(nn.Module):
         selected_layers: backbone stages fed to the FPN.
         proto_source_level: pyramid level of the protonet input.
         maskiou_net: YOLACT++ FastMaskIoUNet, or None.
+        semantic_seg_conv: the training-only 1x1 conv of YOLACT's auxiliary semantic
+            segmentation loss ([B, F, h, w] P3 -> [B, C, h, w] thing logits), or None (inference:
+            `from_config(config, training=False)` does not build it; `forward` never runs it).
         class_names: thing classes (background excluded).
         priors: [A, 4] priors for the nominal input size (kept as a non-persistent buffer so it
             follows `.to(device)`), or None.
@@ -238,6 +241,7 @@ class Yolact(nn.Module):
         selected_layers: Sequence[int],
         proto_source_level: int = 0,
         maskiou_net: FastMaskIoUNet | None = None,
+        semantic_seg_conv: nn.Conv2d | None = None,
         class_names: Sequence[str] = (),
         priors: Tensor | None = None,
         config: YolactConfig | None = None,
@@ -249,6 +253,8 @@ class Yolact(nn.Module):
         self.prediction_layers = prediction_layers
         if maskiou_net is not None:
             self.maskiou_net = maskiou_net
+        if semantic_seg_conv is not None:  # registered last: its parameters come last
+            self.semantic_seg_conv = semantic_seg_conv
         self.selected_layers = tuple(selected_layers)
         self.proto_source_level = proto_source_level
         self.class_names = tuple(class_names)
@@ -256,7 +262,10 @@ class Yolact(nn.Module):
         self.register_buffer("priors", priors, persistent=False)
 
     @classmethod
-    def from_config(cls, config: YolactConfig) -> Yolact:
+    def from_config(cls, config: YolactConfig, *, training: bool = False) -> Yolact:
+        """The network of `config`; `training` adds the auxiliary semantic head (official
+        `semantic_seg_conv`: a 1x1 conv from the FPN's finest level, P3, to the C thing
+        classes), which only the training loss uses."""
         backbone = build_backbone(config.backbone)
         fpn = _build_fpn(config, backbone)
         channels = config.fpn.num_features
@@ -287,6 +296,9 @@ class Yolact(nn.Module):
             selected_layers=config.backbone.selected_layers,
             proto_source_level=config.protonet.source_level,
             maskiou_net=maskiou_net,
+            semantic_seg_conv=(
+                nn.Conv2d(channels, config.num_classes, kernel_size=1) if training else None
+            ),
             class_names=config.class_names,
             priors=make_priors(config),
             config=config,
@@ -302,14 +314,29 @@ class Yolact(nn.Module):
         """The YOLACT++ mask re-scoring net ([N, 1, Hp, Wp] -> [N, C]), None for YOLACT v1."""
         return getattr(self, "maskiou_net", None)
 
+    @property
+    def semantic_aux_head(self) -> nn.Conv2d | None:
+        """The training-only auxiliary semantic head (P3 -> [B, C, h, w] logits), or None."""
+        return getattr(self, "semantic_seg_conv", None)
+
     def features(self, x: Tensor) -> list[Tensor]:
         """FPN maps of a normalised batch, finest first (P3 ... P7 for the official models)."""
         return pyramid_features(self.backbone, self.fpn, self.selected_layers, x)
 
+    def forward_with_aux(self, x: Tensor) -> tuple[YolactOutputs, Tensor | None]:
+        """Training: the raw outputs and the auxiliary semantic logits [B, C, h, w] on P3 (None
+        without the training-only head), from one pass."""
+        pyramid = self.features(x)
+        head = self.semantic_aux_head
+        return self.heads(pyramid), (head(pyramid[0]) if head is not None else None)
+
     def forward(self, x: Tensor) -> YolactOutputs:
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected a normalised batch [B, 3, H, W], got {tuple(x.shape)}")
-        pyramid = self.features(x)
+        return self.heads(self.features(x))
+
+    def heads(self, pyramid: Sequence[Tensor]) -> YolactOutputs:
+        """The raw outputs of FPN maps (`features`): protonet and prediction heads."""
         proto = F.relu(self.proto_net(pyramid[self.proto_source_level]))
         proto = proto.permute(0, 2, 3, 1).contiguous()
         shared = len(self.prediction_layers) == 1

@@ -13,16 +13,23 @@ a box when its centre ((u + 0.5) * W / w, (v + 0.5) * H / h) lies in [x1, x2) x 
 Panoptic logits (one channel per stuff class, per instance, and the unknown class):
     Z[s]       = X[s]                              s in 0..S-1           (stuff logits X_stuff)
     Z[S + i]   = X[S + c_i] + Y_i   inside box_i,  -inf outside          (instance i, class c_i)
-    Z[S + N]   = max_t X[S + t] - max(0, max_{i : p in box_i} X[S + c_i])   (unknown, optional)
+    Z[S + N]   = max_t X[S + t] - max_i Xm_i,  Xm_i = X[S + c_i] inside box_i, 0 outside
+                                                                          (unknown, optional)
 X = semantic logits, Y_i = instance i's mask logits. UPSNet pads both instance terms with 0
-outside the box; we use -inf so that an instance can never claim a pixel outside its box (with 0
-padding it does wherever every stuff logit is negative). The unknown logit is the paper's
-`Z_unknown = max(X_thing) - max(X_mask)` with X_mask_i zero outside box_i (Sec. 3.3): a pixel
-that the semantic head calls a thing but that no box of a matching class covers gets a high
-unknown logit, i.e. a probable missed instance becomes void instead of being given to a stuff
-class or to a neighbouring instance. The zero padding is kept here (max(0, ...)), also when no
-instance is present (UPSNet's code uses -10 then). Argmax ties go to the lower channel (stuff,
-then instances in input order).
+outside the box; we use -inf in Z[S + i] so that an instance can never claim a pixel outside
+its box (with 0 padding it does wherever every stuff logit is negative). The unknown logit is
+the paper's `Z_unknown = max(X_thing) - max(X_mask)` (Sec. 3.3) with X_mask_i zero outside
+box_i, as UPSNet's code builds it (`SegTerm` pads the cropped thing logits with 0): a pixel that
+the semantic head calls a thing but that no box of a matching class covers gets a high unknown
+logit, i.e. a probable missed instance becomes void instead of being given to a stuff class or
+to a neighbouring instance. Where every box covers a pixel there is no zero in the max: with one
+detection whose class logit is negative inside its box, the unknown logit there is
+max_t X[S + t] - X[S + c] >= 0. With no instance the max is taken as 0 (UPSNet's code uses a
+constant -10, which voids every pixel whose best thing logit is within 10 of the stuff logits).
+An earlier variant of ours clamped the max at 0 (it differs only where every box covers the
+pixel); with the default model on 100 held-out synthetic scenes both give PQ 55.78 (no pixel
+of the first 30 differs: there is nearly always a box that does not cover it), so it was dropped.
+Argmax ties go to the lower channel (stuff, then instances in input order).
 
 With no stuff class and `unknown` off, a constant very low void channel stands in for the
 unknown one, so that pixels no instance covers are void.
@@ -366,14 +373,15 @@ def _has_nan(x: Tensor) -> bool:
 
 
 def _unknown_logit(thing_logits: Tensor, sem_inst: Tensor, inside: Tensor) -> Tensor:
-    """[h, w] UPSNet unknown logit: max_t X_thing - max(0, max over covering boxes X[S + c_i])."""
+    """[h, w] UPSNet unknown logit max_t X_thing - max_i Xm_i, Xm_i = X[S + c_i] inside box_i
+    and 0 outside (no clamp: where every box covers the pixel the max may be negative);
+    max_t X_thing with no instance."""
     if thing_logits.shape[0] == 0:
         return torch.full(thing_logits.shape[1:], float("-inf"), device=thing_logits.device)
     thing_max = thing_logits.amax(0)
     if sem_inst.shape[0] == 0:
         return thing_max
-    covered = torch.where(inside, sem_inst, float("-inf")).amax(0).clamp_min(0.0)
-    return thing_max - covered
+    return thing_max - torch.where(inside, sem_inst, 0.0).amax(0)
 
 
 def _nearest_index(out_size: int, in_size: int, device: torch.device) -> Tensor:

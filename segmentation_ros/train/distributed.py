@@ -135,7 +135,20 @@ def wrap_model(model: nn.Module, context: DistContext) -> nn.Module:
         return model
     device = next(model.parameters()).device
     ids = [device.index] if device.type == "cuda" else None
-    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    return nn.parallel.DistributedDataParallel(MethodCall(model), device_ids=ids)
+
+
+class MethodCall(nn.Module):
+    """`model` whose forward can run another of its methods (`method=` keyword): a family whose
+    training needs more than `forward` returns (YOLACT's auxiliary head on P3) still runs its
+    whole pass through DDP's forward, which is what makes DDP average the gradients."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, *args: Any, method: str = "forward", **kwargs: Any) -> Any:
+        return getattr(self.model, method)(*args, **kwargs)
 
 
 def touch_all(model: nn.Module) -> torch.Tensor:

@@ -17,7 +17,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from segmentation_ros.models.checkpoint import CheckpointError, official_state_dict
+from segmentation_ros.models.checkpoint import (
+    CheckpointError,
+    official_state_dict,
+    training_heads,
+)
 from segmentation_ros.models.family import family_of
 
 __all__ = ["FinetuneReport", "load_for_finetuning"]
@@ -71,8 +75,8 @@ def load_for_finetuning(
     `PCVModel`'s backbone and FPN).
 
     The official `load_weights` drops are applied first (old backbone names, surplus FPN
-    downsample layers, training-only heads). Raises CheckpointError if the file is not a state
-    dict, is one of our checkpoints, or nothing at all fits (wrong architecture).
+    downsample layers, training-only heads the model lacks). Raises CheckpointError if the file
+    is not a state dict, is one of our checkpoints, or nothing at all fits (wrong architecture).
     """
     if isinstance(path_or_state_dict, Mapping):
         state = path_or_state_dict
@@ -88,7 +92,12 @@ def load_for_finetuning(
     if "format" in state or "state_dict" in state:
         raise CheckpointError("this is a segmentation_ros checkpoint, not official weights")
     target, prefix = family_of(model.config).official_part(model)
-    mapped = official_state_dict(state, target.fpn.num_downsample, target.fpn.use_conv_downsample)
+    mapped = official_state_dict(
+        state,
+        target.fpn.num_downsample,
+        target.fpn.use_conv_downsample,
+        keep=training_heads(target),  # a model built for training takes semantic_seg_conv
+    )
     mapped = {prefix + k: v for k, v in mapped.items()}
     own = model.state_dict()
     loaded = [k for k in own if k in mapped and mapped[k].shape == own[k].shape]

@@ -33,6 +33,7 @@ CSV_FIELDS = (
     "pcv",
     "num_positives",
     "seconds",
+    "semantic_aux",
 )
 
 

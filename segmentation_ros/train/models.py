@@ -7,7 +7,8 @@
 YOLACT models take the data set's thing classes; panoptic YOLACT and PCV also its stuff classes
 (their semantic heads predict S + T, stuff first): the model's family decides
 (`models.family.ModelFamily.with_classes`). Every model is randomly initialised (fine-tune
-official weights with `train.finetune.load_for_finetuning`).
+official weights with `train.finetune.load_for_finetuning`) and built for training: with the
+training-only heads of its family (YOLACT's auxiliary semantic head `semantic_seg_conv`).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ def find_config(name: str) -> Any:
 
 
 def build_from_config(config: Any) -> nn.Module:
-    """A randomly initialised model for a registered family's config."""
-    return family_of(config).build(config)
+    """A randomly initialised model for a registered family's config, built for training."""
+    return family_of(config).build(config, training=True)
 
 
 def build_training_model(
@@ -61,4 +62,4 @@ def build_training_model(
     )
     if input_size is not None:
         config = family.with_input_size(config, tuple(input_size))
-    return family.build(config)
+    return family.build(config, training=True)

@@ -84,5 +84,16 @@ class ForwardThrough:
             out = self._forward(*args, **kwargs)
         return float32_outputs(out)
 
+    def run(self, method: str, *args: Any) -> Any:
+        """`model.<method>(*args)` as a forward pass (through DDP, under autocast): what a
+        family's training calls instead of the model's methods directly (a method called
+        beside DDP's forward gets no gradient averaging)."""
+        with autocast(self._precision, self._device):
+            if self._forward is self._model:
+                out = getattr(self._model, method)(*args)
+            else:
+                out = self._forward(*args, method=method)
+        return float32_outputs(out)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)

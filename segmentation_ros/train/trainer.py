@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segmentation_ros.data.transforms import (
@@ -44,6 +44,7 @@ from segmentation_ros.data.transforms import (
     collate,
     default_augmentation,
 )
+from segmentation_ros.models.checkpoint import TRAINING_ONLY_PREFIXES
 from segmentation_ros.models.family import family_of
 from segmentation_ros.models.losses import LossConfig, Losses
 from segmentation_ros.train import distributed as ddp
@@ -219,20 +220,36 @@ class Trainer:
         """Load weights, optimizer (and gradient-scaler) state and step from one of our
         checkpoints, written on any machine and device; returns the step.
 
+        A checkpoint without the model's training-only heads (YOLACT's auxiliary semantic head,
+        added later) resumes with those heads freshly initialised (logged).
         Raises ValueError if the checkpoint's model differs from this trainer's model."""
         data = read_training_checkpoint(path)
+        state = data["state_dict"]
+        new = [k for k in self.model.state_dict() if k not in state and _training_only(k)]
         try:
-            self.model.load_state_dict(data["state_dict"], strict=True)
+            self.model.load_state_dict({**state, **self._current(new)}, strict=True)
         except RuntimeError as exc:
             raise ValueError(f"{path} does not fit the model being trained: {exc}") from exc
         extra = data.get("extra") or {}
+        if new:
+            self.log(
+                f"{path} has no {', '.join(sorted({k.rpartition('.')[0] for k in new}))} "
+                "(training-only head, added since): initialised it"
+            )
         if "optimizer" in extra:
-            self.optimizer.load_state_dict(extra["optimizer"])  # moves state to the params
+            saved = extra["optimizer"]
+            if new:
+                saved = _with_new_params(saved, self.optimizer)
+            self.optimizer.load_state_dict(saved)  # moves state to the params
         if extra.get("grad_scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(extra["grad_scaler"])
         self.step = int(extra.get("step", 0))
         self.skipped_steps = int(extra.get("skipped_steps", 0))
         return self.step
+
+    def _current(self, keys: list[str]) -> dict[str, Tensor]:
+        own = self.model.state_dict()
+        return {k: own[k] for k in keys}
 
     def checkpoint_extra(self) -> dict[str, Any]:
         return {
@@ -354,3 +371,23 @@ class _NoLog:
 
     def __exit__(self, *exc: Any) -> None:
         return None
+
+
+def _training_only(key: str) -> bool:
+    return any(key.startswith(p) or f".{p}" in key for p in TRAINING_ONLY_PREFIXES)
+
+
+def _with_new_params(saved: dict[str, Any], optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """A saved optimizer state whose groups are extended by the parameters `optimizer` has beyond
+    them: a training-only head added since, registered last in its model, so its parameters come
+    last in each group; they start without state."""
+    next_id = 1 + max((i for g in saved["param_groups"] for i in g["params"]), default=-1)
+    groups = []
+    for old, current in zip(saved["param_groups"], optimizer.param_groups):
+        params = list(old["params"])
+        added = len(current["params"]) - len(params)
+        if added > 0:
+            params += range(next_id, next_id + added)
+            next_id += added
+        groups.append({**old, "params": params})
+    return {**saved, "param_groups": groups}

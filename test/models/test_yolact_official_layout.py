@@ -12,6 +12,7 @@ import torch
 from segmentation_ros.models import (
     CheckpointError,
     build_model,
+    get_config,
     load_official_checkpoint,
 )
 
@@ -205,6 +206,21 @@ def test_official_checkpoint_loads_values(tmp_path):
     assert got["backbone.bn1.num_batches_tracked"].item() == 1000
     out = model.eval()(torch.randn(1, 3, 64, 64))
     assert all(torch.isfinite(t).all() for t in out)
+
+
+def test_official_semantic_seg_conv_loads_into_the_model_built_for_training():
+    """The training-only `semantic_seg_conv` (YOLACT's auxiliary semantic loss) is dropped for
+    inference but arrives in a model built for training."""
+    from segmentation_ros.models.family import family_of
+
+    name = "yolact_resnet50"
+    state = random_state_dict(official_shapes(name, training_only=True), seed=5)
+    config = get_config(name)
+    model = load_official_checkpoint(family_of(config).build(config, training=True), state)
+    got = model.state_dict()
+    for key in ("semantic_seg_conv.weight", "semantic_seg_conv.bias", "proto_net.10.bias"):
+        torch.testing.assert_close(got[key], state[key], rtol=0, atol=0)
+    assert not hasattr(load_official_checkpoint(build_model(name), state), "semantic_seg_conv")
 
 
 def test_missing_num_batches_tracked_is_tolerated():

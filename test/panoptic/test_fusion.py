@@ -39,15 +39,16 @@ def _scene():
 
 
 # Panoptic logits per pixel (stuff s0, s1 | A = t0 + 2 in box | B = t1 + Y_B in box | unknown
-# U = max(t0, t1) - max(0, max over covering boxes of X[S + c])):
-#   rows 0-1, cols 0-1: A = 3 beats s0 0, s1 -1, U = 1 - 1 = 0          -> A
-#   rows 0-1, col 2:    A = 3 beats B = 2 (overlap)                    -> A
-#   rows 0-1, cols 3-4: B = 2, U = 0                                   -> B
+# U = max(t0, t1) - max(Xm_A, Xm_B), UPSNet Sec. 3.3: Xm_i = X[S + c_i] inside box_i, 0 outside.
+# No pixel here lies in both boxes with a negative class logit, so the max is never below 0):
+#   rows 0-1, cols 0-1: A = 3 beats s0 0, s1 -1, U = 1 - max(1, 0) = 0  -> A
+#   rows 0-1, col 2:    A = 3 beats B = 2 (overlap), U = 1 - 1 = 0     -> A
+#   rows 0-1, cols 3-4: B = 2, U = 1 - max(0, 1) = 0                   -> B
 #   rows 0-1, col 5:    no box, U = -2 - 0; s0 0 > s1 -1               -> s0
 #   row 2, cols 2-3:    B = 2                                          -> B
 #   row 2, col 4:       B = 1 - 3 = -2 < U 0 < s1 0.5                  -> s1
 #   rows 2-3 elsewhere: s1 0.5 > s0 0 > U -2                           -> s1
-#   (3, 5):             no box, t1 = 3: U = 3 > s1 0.5                 -> unknown (void)
+#   (3, 5):             no box, t1 = 3: U = 3 - 0 > s1 0.5             -> unknown (void)
 # Segment ids: stuff first (s0 = 1, s1 = 2) then instances in input order (A = 3, B = 4).
 EXPECTED = torch.tensor(
     [
@@ -81,6 +82,51 @@ def test_hand_made_scene_with_unknown():
     torch.testing.assert_close(seg.scores[2:], torch.tensor([0.9, 0.8]))
     sem = res.semantic_map(void_label=255)
     assert sem[3, 5] == 255 and sem[0, 0] == 2 and sem[0, 4] == 3
+
+
+def _one_detection_scene():
+    """2 x 4 image, fusion at full resolution, S = 1 (s0), T = 2 (t0, t1): channels [s0, t0, t1].
+
+    s0 = -0.5 everywhere; t0 = -1 everywhere; t1 = -3 except 0.5 at (0, 1).
+    One detection A of class t0, box x [0, 3) y [0, 2) (cols 0-2); mask logit +2 at col 0, -2
+    at cols 1-2. Its class logit is negative in its whole box, which no other box covers.
+    """
+    x = torch.stack([torch.full((2, 4), -0.5), torch.full((2, 4), -1.0), torch.full((2, 4), -3.0)])
+    x[2, 0, 1] = 0.5
+    y = torch.full((1, 2, 4), -2.0)
+    y[0, :, 0] = 2.0
+    return x, torch.tensor([[0.0, 0.0, 3.0, 2.0]]), torch.tensor([0]), torch.tensor([0.9]), y
+
+
+# UPSNet (Sec. 3.3): Z_unknown = max(X_thing) - max(X_mask), X_mask_A = X[t0] in A's box, 0
+# outside. A is the only instance, so inside its box max(X_mask) = X[t0] = -1 (no zero enters):
+#   col 0:            A = -1 + 2 = 1 > s0 -0.5, U = max(-1, -3) - (-1) = 0       -> A
+#   (0, 1):           A = -3, s0 -0.5, U = 0.5 - (-1) = 1.5                       -> void
+#   (1, 1), col 2:    A = -3, s0 -0.5, U = -1 - (-1) = 0                           -> void
+#   col 3 (outside):  X_mask_A = 0: U = -1 - 0 = -1 < s0 -0.5                     -> s0
+# Segment ids: s0 = 1, A = 2. (Clamping max(X_mask) at 0 gives U = -1 inside the box and
+# hands (1, 1) and col 2 to s0: [[2, 0, 1, 1], [2, 1, 1, 1]].)
+EXPECTED_ONE_DETECTION = torch.tensor([[2, 0, 0, 1], [2, 0, 0, 1]], dtype=torch.int32)
+
+
+@pytest.mark.parametrize("upsample", ["ids", "logits"])
+def test_unknown_is_the_papers_where_one_box_covers_with_negative_class_logits(upsample):
+    x, boxes, classes, scores, y = _one_detection_scene()
+    res = panoptic_fusion(
+        x,
+        boxes,
+        classes,
+        scores,
+        y,
+        num_stuff=1,
+        image_size=(2, 4),
+        min_thing_area=0,
+        min_stuff_area=0,
+        upsample=upsample,
+    )
+    torch.testing.assert_close(res.id_map, EXPECTED_ONE_DETECTION)
+    assert res.segments.category_ids.tolist() == [0, 1]  # s0, S + t0
+    assert res.segments.areas.tolist() == [2, 2]
 
 
 def test_without_unknown_the_missed_thing_pixel_goes_to_stuff():
@@ -206,7 +252,8 @@ def test_fusion_returns_the_detection_of_every_kept_instance():
     Detection 0 (C) is a t0 box on pixel (3, 0) with mask logit -8: its panoptic logit there is
     X[t0] - 8 = -10 < s1 0.5, so it owns no pixel and is dropped. C has A's class and score, so
     class and score alone cannot tell them apart. A and B are detections 1 and 2: the id map is
-    EXPECTED (C does not change the unknown logit, which clamps the covering logit at 0)."""
+    EXPECTED (C does not change the unknown logit: at (3, 0) A's and B's zero padding keep
+    max_i Xm_i at 0 > X[t0] = -2)."""
     x, boxes, classes, scores, y = _scene()
     boxes = torch.cat([torch.tensor([[0.0, 3.0, 1.0, 4.0]]), boxes])
     classes = torch.cat([torch.tensor([0]), classes])

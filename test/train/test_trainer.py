@@ -52,10 +52,9 @@ def _batch_loss(trainer, batch):
     trainer.model.train()
     freeze_batchnorm(trainer.model)
     with torch.no_grad():
-        out = trainer.model(batch.images)
-        losses = trainer.family.losses(
+        losses = trainer.family.training_losses(
             trainer.model,
-            out,
+            batch.images,
             batch.targets,
             trainer.priors,
             trainer.loss_config,
@@ -97,12 +96,15 @@ def test_training_lowers_the_loss(dataset, tmp_path):
     )
     trainer = Trainer(_model(dataset), dataset, out_dir=tmp_path, config=config)
     batch = collate([trainer.training_set[i] for i in range(2)])
-    before, _ = _batch_loss(trainer, batch)
+    before, first = _batch_loss(trainer, batch)
     result = trainer.fit()
     after, losses = _batch_loss(trainer, batch)
     assert result.step == 12 and result.skipped_steps == 0
     assert after < 0.7 * before, (before, after)
-    assert losses.box < 1.5 * 23 and set(result.losses) == {"box", "cls", "mask", "total"}
+    assert losses.box < 1.5 * 23
+    assert set(result.losses) == {"box", "cls", "mask", "semantic_aux", "total"}
+    # YOLACT's auxiliary semantic loss trains its P3 head too.
+    assert losses.semantic_aux < 0.7 * first.semantic_aux, (first.semantic_aux, losses)
     rows = list(csv.DictReader(open(tmp_path / "train_log.csv")))
     assert [int(r["step"]) for r in rows] == list(range(1, 13))
     assert float(rows[-1]["lr"]) == pytest.approx(2e-3) and float(rows[0]["total"]) > 0
@@ -134,13 +136,49 @@ def test_resume_continues_the_same_run_and_loads_for_prediction(dataset, tmp_pat
     for (name, pa), pb in zip(a.model.state_dict().items(), b.model.state_dict().values()):
         torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6, msg=name)
 
+    assert "semantic_seg_conv.weight" in saved["state_dict"]  # training-only head, saved
     model, model_config = load_checkpoint(tmp_path / "a" / "last.pt")
     assert model.class_names == dataset.categories.thing_names
+    assert model.semantic_aux_head is None  # inference leaves it out
     image = dataset[0].image
     with torch.no_grad():
         out = model.eval()(preprocess(image, model_config))
     (instances,) = postprocess_yolact(out, model.priors, image_size=image.shape[:2])
     assert instances.boxes.shape[1] == 4
+
+
+def test_resume_of_a_checkpoint_without_the_auxiliary_head(dataset, tmp_path):
+    """Checkpoints written before the auxiliary semantic head existed (weights and optimizer
+    state without it) resume: the head starts from its init, a log line says so."""
+    from segmentation_ros.models.family import family_of
+
+    config = TrainConfig(steps=2, batch_size=2, optimizer="adamw", warmup_steps=0, log_every=0)
+    trained = _model(dataset)
+    old_model = family_of(trained.config).build(trained.config)  # no semantic_seg_conv
+    old = Trainer(old_model, dataset, out_dir=tmp_path / "old", config=config)
+    path = old.fit().checkpoint
+    assert not any("semantic_seg_conv" in k for k in read_training_checkpoint(path)["state_dict"])
+
+    lines = []
+    new = Trainer(
+        _model(dataset, seed=5),
+        dataset,
+        out_dir=tmp_path / "old",
+        config=dataclasses.replace(config, steps=3),
+        log=lines.append,
+    )
+    head_init = new.model.semantic_seg_conv.weight.detach().clone()
+    assert new.resume(path) == 2
+    assert lines == [f"{path} has no semantic_seg_conv (training-only head, added since): "
+                     "initialised it"]  # fmt: skip
+    torch.testing.assert_close(new.model.semantic_seg_conv.weight, head_init)
+    for key, value in old.model.state_dict().items():
+        torch.testing.assert_close(new.model.state_dict()[key], value, msg=key)
+    assert len(new.optimizer.state) == len(old.optimizer.state)  # AdamW moments restored
+    result = new.fit()
+    assert result.step == 3 and result.skipped_steps == 0 and "semantic_aux" in result.losses
+    rows = list(csv.DictReader(open(tmp_path / "old" / "train_log.csv")))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]  # appended in the old log's columns
 
 
 def test_panoptic_model_trains_and_saves(dataset, tmp_path):
@@ -161,13 +199,17 @@ def test_panoptic_model_trains_and_saves(dataset, tmp_path):
 def test_finetune_from_official_layout_weights(dataset):
     coco = build_model(with_input_size(get_config("yolact_mobilenetv3"), SIZE))  # 80 classes
     official = {k: v.clone() for k, v in coco.state_dict().items()}
-    official["semantic_seg_conv.weight"] = torch.zeros(80, 128, 1, 1)  # training-only: dropped
+    # Training-only: the training model's head (other class count) keeps its init.
+    official["semantic_seg_conv.weight"] = torch.zeros(80, 128, 1, 1)
+    official["semantic_seg_conv.bias"] = torch.zeros(80)
     model = _model(dataset)
     conf_before = model.prediction_layers[0].conf_layer.weight.clone()
     report = load_for_finetuning(model, official)
     assert report.reinitialized == (
         "prediction_layers.0.conf_layer.weight",
         "prediction_layers.0.conf_layer.bias",
+        "semantic_seg_conv.weight",
+        "semantic_seg_conv.bias",
     )
     assert not report.missing and not report.unused
     torch.testing.assert_close(

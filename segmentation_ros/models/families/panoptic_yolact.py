@@ -3,6 +3,12 @@ parameter-free panoptic head (`panoptic.fusion.fuse_instances`).
 
 Raw outputs: `PanopticYolactOutputs` (YOLACT's four tensors + semantic [B, S + T, h, w]).
 Classes: stuff 0..S-1, then things S..S+T-1. Official YOLACT weights load into `model.yolact`.
+
+YOLACT's auxiliary semantic loss (a training-only 1x1 conv on P3, per-class BCE of the things) is
+not added here: the semantic head already supervises the same FPN with a pixel cross-entropy
+over stuff and things, which holds the auxiliary loss's signal (the thing masks) and more; a
+second head would train the features twice on the same labels. So `model.yolact` is built
+without it also for training, and official `semantic_seg_conv` weights are left out.
 """
 
 from __future__ import annotations

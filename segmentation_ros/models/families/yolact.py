@@ -92,7 +92,8 @@ def paint_instances(instances: Instances, mask_threshold: float) -> PanopticResu
 
 
 def yolact_training_losses(yolact, outputs, targets, priors, loss_config, generator):
-    """The YOLACT terms (box, class, mask; mask IoU with a YOLACT++ head) of a batch."""
+    """The YOLACT terms (box, class, mask; mask IoU with a YOLACT++ head) of a batch; not the
+    auxiliary semantic term (`YolactFamily.training_losses` adds it)."""
     from segmentation_ros.models.losses import yolact_losses
 
     if priors is None:
@@ -140,6 +141,9 @@ class YolactFamily(ModelFamily):
     def with_input_size(self, config: YolactConfig, input_size: tuple[int, int]) -> YolactConfig:
         return with_input_size(config, tuple(input_size))
 
+    def build(self, config: YolactConfig, *, training: bool = False) -> Yolact:
+        return Yolact.from_config(config, training=training)
+
     def official_part(self, model: nn.Module) -> tuple[nn.Module, str]:
         return model, ""
 
@@ -162,6 +166,25 @@ class YolactFamily(ModelFamily):
 
     def training_priors(self, config: YolactConfig, device) -> Tensor:
         return make_priors(config, config.input_size, device=device)
+
+    def training_losses(self, model, images, targets, priors, loss_config, *, generator=None):
+        """YOLACT's losses, plus the auxiliary semantic segmentation loss (official
+        `semantic_segmentation_loss`, weight `semantic_aux`) when the model was built for
+        training (its `semantic_seg_conv` on P3, the finest FPN level)."""
+        if model.semantic_aux_head is None or loss_config.weights.semantic_aux == 0:
+            outputs = model(images)
+            return self.losses(model, outputs, targets, priors, loss_config, generator=generator)
+        # One pass through the trainer's wrapper (DDP, autocast) where there is one: `run`,
+        # not the bare method, or DDP would not average the gradients.
+        run = getattr(model, "run", None)
+        outputs, aux_logits = (
+            run("forward_with_aux", images) if run else model.forward_with_aux(images)
+        )
+        losses = self.losses(model, outputs, targets, priors, loss_config, generator=generator)
+        from segmentation_ros.models.losses import semantic_aux_loss
+
+        aux = semantic_aux_loss(aux_logits, targets) * loss_config.weights.semantic_aux
+        return dataclasses.replace(losses, semantic_aux=aux)
 
     def losses(self, model, outputs, targets, priors, loss_config, *, generator=None):
         return yolact_training_losses(model, outputs, targets, priors, loss_config, generator)
