@@ -5,8 +5,8 @@ fuses them into int8 kernels, VNNI where the CPU has it), int8 activations and w
 ONNX Runtime's recommended first choice), per-channel weight scales (one per output channel of
 each convolution: what keeps accuracy in depthwise and narrow layers), activation ranges from
 percentile calibration (99.999 %) over preprocessed images (the `calibration_data` option).
-Ops it does not quantize (e.g. DeformConv) stay float32, and so do the layers that produce the raw outputs (box
-offsets, class logits, mask coefficients, prototypes, semantic logits): their error goes
+Ops it does not quantize (e.g. DeformConv) stay float32, and so do the layers that produce the
+raw outputs (box offsets, class logits, mask coefficients, prototypes, semantic logits): their error goes
 straight into which boxes win NMS and where mask edges fall, for a small share of the compute
 (`output_layers`). Reference: onnxruntime.ai, "Quantize ONNX models".
 """
