@@ -6,9 +6,9 @@ ONNX Runtime's recommended first choice), per-channel weight scales (one per out
 each convolution: what keeps accuracy in depthwise and narrow layers), activation ranges from
 percentile calibration (99.999 %) over preprocessed images (the `calibration_data` option).
 Ops it does not quantize (e.g. DeformConv) stay float32, and so do the layers that produce the
-raw outputs (box offsets, class logits, mask coefficients, prototypes, semantic logits): their error goes
-straight into which boxes win NMS and where mask edges fall, for a small share of the compute
-(`output_layers`). Reference: onnxruntime.ai, "Quantize ONNX models".
+raw outputs (box offsets, class logits, mask coefficients, prototypes, semantic logits): their
+error goes straight into which boxes win NMS and where mask edges fall, for a small share of
+the compute (`output_layers`). Reference: onnxruntime.ai, "Quantize ONNX models".
 """
 
 from __future__ import annotations
