@@ -7,6 +7,7 @@ Pixel coordinates: x right, y down, in the camera image of the message header.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -71,6 +72,8 @@ def make_object(
         area=int(area),
     )
     obj.mask = encode_mask(mask)
+    # Tracking fields (msg: NaN when unknown); `ros.tracking_glue` fills them in.
+    obj.track_x = obj.track_y = obj.track_velocity_x = obj.track_velocity_y = math.nan
     return obj
 
 

@@ -75,6 +75,7 @@ from segmentation_ros.ros.output_table import (
     request_for,
 )
 from segmentation_ros.ros.outputs import OutputContext, class_info_msg, class_table
+from segmentation_ros.ros.tracking_glue import TrackingGlue
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -99,6 +100,7 @@ class SegmentationNode(LifecycleNode):
     def __init__(self, node_name: str = "segmentation_node", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         P.declare_parameters(self)
+        self._tracking = TrackingGlue(self)  # declares the tracking_* parameters
         self._problems: dict[str, tuple[int, str]] = {}
         settings = self._read_settings()
         self._config = NodeConfig(settings) if settings is not None else None
@@ -145,6 +147,7 @@ class SegmentationNode(LifecycleNode):
         self._problems.pop("configure", None)
         try:
             settings = P.read_settings(self)
+            self._tracking.configure()
             pipeline = build_pipeline(settings, self.get_logger().info)
         except Exception as error:  # a transition reports failure, it never raises
             text = f"configure failed: {error}"
@@ -269,6 +272,10 @@ class SegmentationNode(LifecycleNode):
             for topic, msg in iter_messages(
                 result, rgb, frame.msg.header, request, context, arrival=frame.arrival
             ):
+                if topic == "objects":
+                    self._tracking.annotate(msg, self._camera, settings.frame.mount, rgb.shape[:2])
+                elif topic == "markers":
+                    self._tracking.add_markers(msg)
                 self._publishers_out[topic].publish(msg)
         except Exception as error:  # one bad frame must not stop the node
             if not self.context.ok():
@@ -374,7 +381,7 @@ class SegmentationNode(LifecycleNode):
         else:
             image = self.create_subscription(Image, "image", self._on_image, qos)
         info = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)
-        self._subscriptions_in = [image, info]
+        self._subscriptions_in = [image, info, self._tracking.subscribe()]
 
     def _stop_processing(self, final: bool = False) -> None:
         for subscription in self._subscriptions_in:
@@ -401,6 +408,7 @@ class SegmentationNode(LifecycleNode):
         self._stats.reset()
         self._order.reset()
         self._camera = self._image_size = None
+        self._tracking.reset()
         self._notes = ()
         self._problems.pop("camera_info", None)
 

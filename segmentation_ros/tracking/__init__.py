@@ -1,7 +1,13 @@
 """Track ids over frames and ground-plane motion of tracked objects (library layer: numpy, the
 `trackers` and `filterpy` libraries; never rclpy or the pipeline)."""
 
-from segmentation_ros.tracking.motion import GroundMotion, MotionParams, MotionResult, base_to_odom
+from segmentation_ros.tracking.motion import (
+    GroundMotion,
+    MotionParams,
+    MotionResult,
+    base_to_odom,
+    cut_by_border,
+)
 from segmentation_ros.tracking.tracker import ObjectTracker, TrackerParams
 
 __all__ = [
@@ -11,4 +17,5 @@ __all__ = [
     "ObjectTracker",
     "TrackerParams",
     "base_to_odom",
+    "cut_by_border",
 ]

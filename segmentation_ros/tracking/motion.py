@@ -23,6 +23,17 @@ def base_to_odom(pose: tuple[float, float, float], xy: np.ndarray) -> np.ndarray
     return np.stack([c * p[:, 0] - s * p[:, 1] + x, s * p[:, 0] + c * p[:, 1] + y], 1)
 
 
+def cut_by_border(
+    boxes: np.ndarray, image_size: tuple[int, int], margin: float = 2.0
+) -> np.ndarray:
+    """[N] bool: boxes [N, 4] (x1, y1, x2, y2) pixels within `margin` of the left, right or
+    bottom border of an image of `image_size` (H, W). Their bottom edge is not where the object
+    touches the ground (the object continues outside the image): give such a contact NaN."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    h, w = image_size
+    return (b[:, 0] <= margin) | (b[:, 2] >= w - margin) | (b[:, 3] >= h - margin)
+
+
 @dataclass(frozen=True)
 class MotionParams:
     """Filter noise and life time.

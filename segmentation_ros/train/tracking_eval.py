@@ -25,7 +25,13 @@ import numpy as np
 from segmentation_ros.data.sequence_io import SequenceData
 from segmentation_ros.drivable.camera import CameraModel
 from segmentation_ros.drivable.ground import ground_contacts
-from segmentation_ros.tracking import GroundMotion, MotionParams, ObjectTracker, TrackerParams
+from segmentation_ros.tracking import (
+    GroundMotion,
+    MotionParams,
+    ObjectTracker,
+    TrackerParams,
+    cut_by_border,
+)
 
 
 @dataclass
@@ -125,6 +131,7 @@ def evaluate_sequence(
         xy, _ = ground_contacts(
             camera, mount, np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], size
         )
+        xy[cut_by_border(boxes, size)] = np.nan  # the object continues outside the image
         est = motion.update(ids, xy, f["pose"], f["stamp"])
         trk_ms += (time.perf_counter() - t1) * 1e3
         det_ms += (t1 - t0) * 1e3
