@@ -74,7 +74,7 @@ def test_objects_carry_track_ids_and_ground_velocities(tracking_node, world):
     agent_tracks: dict[int, dict[int, int]] = {}  # agent -> {frame: track}
     speeds = []
     for frame, objects, _ in played:
-        truth = frame.segments[frame.segments.is_thing & (frame.segments.areas >= 1500)]
+        truth = frame.segments[frame.segments.is_thing & (frame.segments.areas >= 600)]
         for o in objects.objects:
             if not o.track_id:
                 continue
@@ -101,9 +101,16 @@ def test_objects_carry_track_ids_and_ground_velocities(tracking_node, world):
     print(f"tracking over DDS: {len(pairs)} matched objects, purity {majority / len(pairs):.3f}")
     assert majority >= 0.9 * len(pairs), pairs
     assert max(len(v) for v in seen_in.values()) >= 8, seen_in
-    # through the gap: agents tracked just before and just after keep their track id
-    across = [a for a, t in agent_tracks.items() if GAP[0] - 1 in t and GAP[-1] + 1 in t]
-    kept = [a for a in across if agent_tracks[a][GAP[0] - 1] == agent_tracks[a][GAP[-1] + 1]]
+    # Through the gap: an agent's last track id before it and its first after it (each within
+    # 3 frames of the gap) are the same.
+    across, kept = [], []
+    for a, tracks in agent_tracks.items():
+        before = [k for k in tracks if GAP[0] - 4 < k < GAP[0]]
+        after = [k for k in tracks if GAP[-1] < k < GAP[-1] + 4]
+        if before and after:
+            across.append(a)
+            if tracks[max(before)] == tracks[min(after)]:
+                kept.append(a)
     print(f"through the gap: {len(kept)} of {len(across)} agents kept their track id")
     assert across and len(kept) >= 0.75 * len(across), agent_tracks
     assert speeds and max(speeds) < 20.0  # walkers, parked cars and passing traffic
