@@ -22,7 +22,8 @@ Parameter changes build a new frozen `NodeConfig` (the settings and the message 
 swap it in with one assignment: the worker reads it once per frame and never sees half an update.
 The lifecycle state is rclpy's (`lifecycle_state`).
 
-Topics (relative, remappable): in `image` (or `image/compressed`), `camera_info`; out the
+Topics (relative, remappable): in `image` (or `image/compressed`), `camera_info`, `odom` (for
+the tracks' ground motion, `tracking_glue`); out the
 per-frame outputs of `output_table.OUTPUTS`, `class_info` (latched), and `/diagnostics`.
 """
 
