@@ -43,6 +43,15 @@ if ! stamp_ok "$venv/.stamp-requirements" "$req_hash"; then
   rm -f "$venv/.stamp-cmake-paths"
 fi
 
+# 1a. Kept libraries that name opencv-python (requirements-nodeps.txt): --no-deps.
+nodeps_hash=$(hash_of requirements-nodeps.txt)
+if ! stamp_ok "$venv/.stamp-nodeps" "$nodeps_hash"; then
+  log "installing requirements-nodeps.txt (--no-deps)"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+    -r requirements-nodeps.txt
+  echo "$nodeps_hash" >"$venv/.stamp-nodeps"
+fi
+
 # 1b. The pinned torch-tensorrt and ModelOpt sources the TensorRT contract tests parse: --no-deps
 #     (their dependencies are NVIDIA's TensorRT wheels) and --target, off the import path.
 contracts_hash=$(hash_of requirements-contracts.txt)

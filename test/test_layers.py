@@ -17,7 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "segmentation_ros"
 
-LIBRARY = ("ops", "models", "postprocess", "panoptic", "drivable", "structures")
+LIBRARY = ("ops", "models", "postprocess", "panoptic", "drivable", "structures", "tracking")
 ABOVE_LIBRARY = ("runtime", "pipeline", "ros", "train", "tools")
 
 

@@ -106,12 +106,15 @@ def _ground_texture(img, mod, amp_ground, cat, world: World, rng) -> None:
     shape = amp.shape
     noise = np.zeros(shape, np.float32)
     xs = np.broadcast_to(g.x[:, None], shape)
+    gx, gy = xs, g.y
+    if world.ground_pose is not None:  # texture fixed to the world, not to the camera
+        x0, y0, yaw = world.ground_pose
+        c, s = np.float32(math.cos(yaw)), np.float32(math.sin(yaw))
+        gx, gy = c * xs - s * g.y + np.float32(x0), s * xs + c * g.y + np.float32(y0)
     for texel, weight in _OCTAVES:
         tile = _tile(rng)
-        mx = _wrap(g.y * np.float32(1 / texel))
-        my = np.ascontiguousarray(
-            np.broadcast_to(_wrap(g.x * np.float32(1 / texel))[:, None], shape)
-        )
+        mx = _wrap(gy * np.float32(1 / texel))
+        my = np.ascontiguousarray(np.broadcast_to(_wrap(gx * np.float32(1 / texel)), shape))
         n = cv2.remap(tile, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
         fade = np.clip(1.5 - 0.5 * g.fp / np.float32(texel), 0, 1)
         noise += np.float32(weight) * fade * n
@@ -142,7 +145,7 @@ def _ground_texture(img, mod, amp_ground, cat, world: World, rng) -> None:
             cos = 1 / np.sqrt(1 + slope * slope)
             yc = road.c0 + road.c1 * g.x + road.c2 * g.x * g.x
             d = (g.y - yc[:, None]) * cos[:, None]
-            along = (g.x / cos)[:, None]
+            along = (g.x / cos)[:, None] + np.float32(world.lane_phase)
             for off, width, dashed, color in world.lane_marks:
                 cov = box_coverage(np.abs(d - off), width, g.fp_y)
                 if dashed:

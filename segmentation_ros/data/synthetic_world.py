@@ -110,6 +110,10 @@ class World:
     paving: list[Paving] = field(default_factory=list)
     ceiling: tuple[float, float, float] | None = None  # height, light period, room yaw
     objects: list[Thing] = field(default_factory=list)  # things and vertical stuff, any order
+    # Sequences: pose (x, y, yaw) of base_link in a fixed frame, so that ground texture stays on
+    # the ground as the camera moves, and the lane-dash phase (m along the road at x = 0).
+    ground_pose: tuple[float, float, float] | None = None
+    lane_phase: float = 0.0
 
 
 def random_camera(rng: np.random.Generator, width: int, height: int, indoor: bool) -> SceneCamera:

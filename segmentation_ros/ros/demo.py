@@ -40,7 +40,6 @@ import numpy as np
 from segmentation_ros.ros.demo_record import Recorder, output_typestore, write_pictures
 from segmentation_ros.ros.launch_logic import NODE_NAME, config_file
 from segmentation_ros.ros.player import (
-    SyntheticSource,
     add_source_arguments,
     make_player,
     source_from_args,
@@ -302,7 +301,7 @@ def run(args: argparse.Namespace) -> DemoSummary:
         raise DemoError(f"--input: {error}") from None
     # camera_height / camera_pitch: the synthetic world's, then the command line's; the node's
     # defaults for what neither gives.
-    mounting = asdict(source.mounting) if isinstance(source, SyntheticSource) else {}
+    mounting = asdict(source.mounting) if hasattr(source, "mounting") else {}  # synthetic, sequence
     for name in ("camera_height", "camera_pitch"):
         if getattr(args, name) is not None:
             mounting[name] = getattr(args, name)

@@ -79,6 +79,8 @@ def make_object(
     obj.ground_x, obj.ground_y = gx, gy
     obj.ground_distance, obj.ground_bearing = math.hypot(gx, gy), math.atan2(gy, gx)
     obj.mask = encode_mask(mask)
+    # Tracking fields (msg: NaN when unknown); `ros.tracking_glue` fills them in.
+    obj.track_x = obj.track_y = obj.track_velocity_x = obj.track_velocity_y = math.nan
     return obj
 
 

@@ -23,7 +23,7 @@ swap it in with one assignment: the worker reads it once per frame and never see
 The lifecycle state is rclpy's (`lifecycle_state`).
 
 Topics (relative, remappable): in `image` (or `image/compressed`), `camera_info`, `odom`
-(nav_msgs/Odometry, optional: only `drivable/grid_fused` needs it); out the
+(nav_msgs/Odometry, optional: `drivable/grid_fused` and the tracks' ground motion need it); out the
 per-frame outputs of `output_table.OUTPUTS`, `class_info` (latched), and `/diagnostics`.
 """
 
@@ -77,6 +77,7 @@ from segmentation_ros.ros.output_table import (
     request_for,
 )
 from segmentation_ros.ros.outputs import OutputContext, class_info_msg, class_table
+from segmentation_ros.ros.tracking_glue import TrackingGlue
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
@@ -101,6 +102,9 @@ class SegmentationNode(LifecycleNode):
     def __init__(self, node_name: str = "segmentation_node", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         P.declare_parameters(self)
+        # `odom`: the robot's pose for drivable/grid_fused and the tracks' ground motion
+        self._odometry = OdometryBuffer()
+        self._tracking = TrackingGlue(self, self._odometry)  # declares tracking_* parameters
         self._problems: dict[str, tuple[int, str]] = {}
         settings = self._read_settings()
         self._config = NodeConfig(settings) if settings is not None else None
@@ -113,7 +117,6 @@ class SegmentationNode(LifecycleNode):
         self._subscriptions_in: list[object] = []
         self._worker: threading.Thread | None = None
         self._camera = None
-        self._odometry = OdometryBuffer()  # `odom`: the robot's pose for drivable/grid_fused
         self._image_size: tuple[int, int] | None = None  # (width, height) of the last frame
         self._notes: tuple[str, ...] = ()
         self._idle = False
@@ -148,6 +151,7 @@ class SegmentationNode(LifecycleNode):
         self._problems.pop("configure", None)
         try:
             settings = P.read_settings(self)
+            self._tracking.configure()
             pipeline = build_pipeline(settings, self.get_logger().info)
         except Exception as error:  # a transition reports failure, it never raises
             text = f"configure failed: {error}"
@@ -273,6 +277,10 @@ class SegmentationNode(LifecycleNode):
             for topic, msg in iter_messages(
                 result, rgb, frame.msg.header, request, context, arrival=frame.arrival
             ):
+                if topic == "objects":
+                    self._tracking.annotate(msg, self._camera, settings.frame.mount, rgb.shape[:2])
+                elif topic == "markers":
+                    self._tracking.add_markers(msg)
                 self._publishers_out[topic].publish(msg)
         except Exception as error:  # one bad frame must not stop the node
             if not self.context.ok():
@@ -407,6 +415,7 @@ class SegmentationNode(LifecycleNode):
         self._order.reset()
         self._camera = self._image_size = None
         self._odometry.clear()
+        self._tracking.reset()
         self._notes = ()
         self._problems.pop("camera_info", None)
 

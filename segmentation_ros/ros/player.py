@@ -12,12 +12,16 @@ Sources (each an iterable of `SourceFrame`, no rclpy needed):
 - `BagSource`: a rosbag2 (sqlite3 or MCAP, read with `rosbags`): a sensor_msgs/Image or
   CompressedImage topic (the first one found unless named), and the latest CameraInfo of the bag
   where it has one (the bag's first CameraInfo for images before it).
+- `SequenceSource` (`ros.sequence_source`): a synthetic camera sequence (a folder written by
+  `segmentation-ros-generate --sequence`, or a world seed rendered up front), with odometry.
 - `VideoSource`: any file OpenCV's VideoCapture opens; intrinsics are assumed (pinhole, centred
   principal point, `hfov_deg` horizontal field of view, no distortion).
 
 Published messages carry stamp = now (the player's clock) and frame_id `frame_id`
 ("camera_optical_frame" by default); images are rgb8, whatever the source's encoding was.
 CameraInfo: K from the source, D zeros unless the bag says otherwise, distortion model plumb_bob.
+Frames with odometry also publish `odom` (nav_msgs/Odometry, frame "odom", child "base_link")
+with the image's stamp.
 """
 
 from __future__ import annotations
@@ -62,11 +66,22 @@ class Intrinsics:
 
 
 @dataclass(frozen=True)
+class FrameOdometry:
+    """The robot's odometry at a frame: base_link pose (x, y m, yaw rad) in `odom` and its
+    twist in base_link (vx, vy m/s, yaw rate rad/s); planar (z, roll, pitch = 0)."""
+
+    pose: tuple[float, float, float]
+    twist: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
 class SourceFrame:
-    """One frame to publish: rgb [H, W, 3] uint8 RGB and its camera (None: no camera_info)."""
+    """One frame to publish: rgb [H, W, 3] uint8 RGB, its camera (None: no camera_info) and
+    the odometry at that frame (None: no odom message)."""
 
     rgb: np.ndarray
     camera: Intrinsics | None
+    odometry: FrameOdometry | None = None
 
 
 @dataclass(frozen=True)
@@ -223,10 +238,15 @@ def open_source(
     hfov_deg: float = 70.0,
 ):
     """The source for `input_path`: None -> SyntheticSource; a video file (by suffix) ->
-    VideoSource; anything else (a rosbag2 folder, .mcap or .db3) -> BagSource."""
+    VideoSource; a sequence folder (with sequence.json) -> SequenceSource; anything else (a
+    rosbag2 folder, .mcap or .db3) -> BagSource."""
     if input_path is None:
         return SyntheticSource(start_seed, loop_frames=loop_frames, width=width, height=height)
     path = Path(input_path)
+    if (path / "sequence.json").is_file():
+        from segmentation_ros.ros.sequence_source import SequenceSource
+
+        return SequenceSource(path)
     if path.suffix.lower() in VIDEO_SUFFIXES:
         return VideoSource(path, hfov_deg=hfov_deg)
     return BagSource(path, image_topic=image_topic)
@@ -284,6 +304,7 @@ def _player_node_class():
             qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
             self.image_pub = self.create_publisher(Image, "image", qos)
             self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
+            self.odom_pub = None  # created with the first frame that has odometry
             self.published = 0
             self.first_publish = self.last_publish = 0.0  # time.monotonic() of the publications
             self.done = False
@@ -307,6 +328,8 @@ def _player_node_class():
             header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
             if frame.camera is not None:
                 self.info_pub.publish(camera_info_msg(frame.camera, header))
+            if frame.odometry is not None:
+                self._publish_odometry(frame.odometry, header)
             self.image_pub.publish(numpy_to_image(np.ascontiguousarray(frame.rgb), "rgb8", header))
             self.published += 1
             self.last_publish = time.monotonic()
@@ -314,6 +337,16 @@ def _player_node_class():
                 self.first_publish = self.last_publish
             if self.max_frames and self.published >= self.max_frames:
                 self._finish()
+
+        def _publish_odometry(self, odometry: FrameOdometry, header) -> None:
+            from nav_msgs.msg import Odometry
+
+            from segmentation_ros.ros.sequence_source import odometry_msg
+
+            if self.odom_pub is None:
+                qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+                self.odom_pub = self.create_publisher(Odometry, "odom", qos)
+            self.odom_pub.publish(odometry_msg(odometry, header.stamp))
 
         def _finish(self) -> None:
             if self._timer is not None:

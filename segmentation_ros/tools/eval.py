@@ -4,6 +4,7 @@
     segmentation-ros-eval mask-ap --gt-json F --pred-json F
     segmentation-ros-eval checkpoint --data SPEC [--checkpoint F] [--backend B]
     segmentation-ros-eval backend --data SPEC --backend B [--precision P] [--checkpoint F]
+    segmentation-ros-eval tracking --data DIR [--gt-detections] [--checkpoint F]
 
 `backend` compares a backend at a precision with the torch fp32 reference (box agreement, mask
 IoU, pixel agreement, PQ delta) and exits 1 when one exceeds its tolerance.
@@ -111,7 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_checkpoint(subparsers)
     _add_backend(subparsers)
     _add_drivable(subparsers)
+    _add_tracking(subparsers)
     return parser
+
+
+def _add_tracking(subparsers) -> None:
+    from segmentation_ros.train.tracking_eval import add_arguments, run
+
+    p = subparsers.add_parser(
+        "tracking", help="HOTA, MOTA, IDF1, ID switches and velocity error on sequences"
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
 
 
 def _add_checkpoint(subparsers) -> None:

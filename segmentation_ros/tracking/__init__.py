@@ -1,0 +1,21 @@
+"""Track ids over frames and ground-plane motion of tracked objects (library layer: numpy, the
+`trackers` and `filterpy` libraries; never rclpy or the pipeline)."""
+
+from segmentation_ros.tracking.motion import (
+    GroundMotion,
+    MotionParams,
+    MotionResult,
+    base_to_odom,
+    cut_by_border,
+)
+from segmentation_ros.tracking.tracker import ObjectTracker, TrackerParams
+
+__all__ = [
+    "GroundMotion",
+    "MotionParams",
+    "MotionResult",
+    "ObjectTracker",
+    "TrackerParams",
+    "base_to_odom",
+    "cut_by_border",
+]

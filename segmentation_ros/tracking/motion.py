@@ -1,0 +1,153 @@
+"""Ground-plane position and velocity of tracked objects in the odometry frame: one constant-
+velocity Kalman filter (`filterpy`) per track, fed with the object's ground contact point.
+
+Frames (REP-105): `odom` is fixed to the world; the robot's base_link pose in it is (x, y, yaw)
+with p_odom = R(yaw) p_base + (x, y). Ground contacts come in base_link (as
+`drivable.ground.ground_contacts` gives them); positions and velocities go out in odom (m, m/s),
+so a parked car reads 0 m/s while the robot drives past it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def base_to_odom(pose: tuple[float, float, float], xy: np.ndarray) -> np.ndarray:
+    """[N, 2] base_link ground points -> [N, 2] odom points for the base_link pose (x, y, yaw)."""
+    x, y, yaw = (float(v) for v in pose)
+    c, s = math.cos(yaw), math.sin(yaw)
+    p = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    return np.stack([c * p[:, 0] - s * p[:, 1] + x, s * p[:, 0] + c * p[:, 1] + y], 1)
+
+
+def cut_by_border(
+    boxes: np.ndarray, image_size: tuple[int, int], margin: float = 2.0
+) -> np.ndarray:
+    """[N] bool: boxes [N, 4] (x1, y1, x2, y2) pixels within `margin` of the left, right or
+    bottom border of an image of `image_size` (H, W). Their bottom edge is not where the object
+    touches the ground (the object continues outside the image): give such a contact NaN."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    h, w = image_size
+    return (b[:, 0] <= margin) | (b[:, 2] >= w - margin) | (b[:, 3] >= h - margin)
+
+
+@dataclass(frozen=True)
+class MotionParams:
+    """Filter noise and life time.
+
+    accel_std:    process noise, standard deviation of the (white) acceleration, m/s^2.
+    meas_std:     measurement noise at the robot, m; it grows with range r as
+                  meas_std + meas_std_per_m2 * r^2 (a fixed pixel error on the ground contact
+                  covers ~r^2 / (f h) metres).
+    meas_std_per_m2: 1/m.
+    max_age_s:    a filter without measurements is dropped after this long (s).
+    max_range:    contacts farther than this (m) from the robot are not used.
+    """
+
+    accel_std: float = 1.5
+    meas_std: float = 0.15
+    meas_std_per_m2: float = 0.006
+    max_age_s: float = 1.0
+    max_range: float = 40.0
+
+    def __post_init__(self) -> None:
+        for name in ("accel_std", "meas_std", "max_range"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be > 0, got {v!r}")
+        for name in ("meas_std_per_m2", "max_age_s"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be >= 0, got {v!r}")
+
+
+@dataclass(frozen=True)
+class MotionResult:
+    """Per input object: position [N, 2] and velocity [N, 2] float64 in odom (m, m/s), NaN
+    where unknown; `updates` [N] int64: measurements its filter has had (velocity is
+    meaningful from 2 on)."""
+
+    position: np.ndarray
+    velocity: np.ndarray
+    updates: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.position.shape[0])
+
+
+class _Track:
+    def __init__(self, xy: np.ndarray, r_std: float, stamp: float, p: MotionParams) -> None:
+        from filterpy.kalman import KalmanFilter
+
+        kf = KalmanFilter(dim_x=4, dim_z=2)  # state (x, y, vx, vy), measured (x, y)
+        kf.H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
+        kf.x = np.array([xy[0], xy[1], 0.0, 0.0])
+        kf.P = np.diag([r_std**2, r_std**2, 4.0**2, 4.0**2])  # unknown speed: a few m/s
+        self.kf, self.stamp, self.updates, self.params = kf, stamp, 1, p
+
+    def step(self, xy: np.ndarray, r_std: float, stamp: float) -> None:
+        from filterpy.common import Q_discrete_white_noise
+
+        dt = stamp - self.stamp
+        if dt > 0:
+            self.kf.F = np.array([[1.0, 0, dt, 0], [0, 1.0, 0, dt], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+            self.kf.Q = Q_discrete_white_noise(
+                dim=2, dt=dt, var=self.params.accel_std**2, block_size=2, order_by_dim=False
+            )
+            self.kf.predict()
+        self.kf.update(xy, R=np.eye(2) * r_std**2)
+        self.stamp = max(self.stamp, stamp)
+        self.updates += 1
+
+
+class GroundMotion:
+    """Kalman filters of tracked objects' ground motion, keyed by track id.
+
+    `update(track_ids, ground_xy, pose, stamp)`:
+      track_ids: [N] int, >= 1 (0 = untracked: no estimate);
+      ground_xy: [N, 2] float ground contacts in base_link (m), NaN where unknown;
+      pose:      (x, y, yaw) of base_link in odom at the image's stamp (odometry);
+      stamp:     seconds.
+    Returns a `MotionResult` for the N objects.
+    """
+
+    def __init__(self, params: MotionParams | None = None) -> None:
+        self.params = params or MotionParams()
+        self.tracks: dict[int, _Track] = {}
+
+    def reset(self) -> None:
+        self.tracks.clear()
+
+    def update(self, track_ids, ground_xy, pose, stamp: float) -> MotionResult:
+        ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
+        xy = np.asarray(ground_xy, dtype=np.float64).reshape(-1, 2)
+        if len(xy) != len(ids):
+            raise ValueError(f"track_ids [{len(ids)}] and ground_xy [{len(xy)}, 2] differ")
+        if len(pose) != 3 or not all(math.isfinite(float(v)) for v in pose):
+            raise ValueError(f"pose must be finite (x, y, yaw), got {pose!r}")
+        p = self.params
+        rng = np.hypot(xy[:, 0], xy[:, 1])
+        odom = base_to_odom(pose, xy)
+        n = len(ids)
+        pos, vel = np.full((n, 2), np.nan), np.full((n, 2), np.nan)
+        updates = np.zeros(n, np.int64)
+        for i in range(n):
+            tid = int(ids[i])
+            if tid <= 0:
+                continue
+            ok = bool(np.isfinite(odom[i]).all() and rng[i] <= p.max_range)
+            r_std = p.meas_std + p.meas_std_per_m2 * float(rng[i]) ** 2 if ok else 0.0
+            track = self.tracks.get(tid)
+            if ok and track is None:
+                track = self.tracks[tid] = _Track(odom[i], r_std, stamp, p)
+            elif ok:
+                track.step(odom[i], r_std, stamp)
+            if track is not None:
+                pos[i], vel[i] = track.kf.x[:2], track.kf.x[2:]
+                updates[i] = track.updates
+        for tid in [t for t, tr in self.tracks.items() if stamp - tr.stamp > p.max_age_s]:
+            del self.tracks[tid]
+        return MotionResult(pos, vel, updates)
