@@ -20,8 +20,10 @@ Per batch, with N = the number of positive priors over the batch (at least 1):
 - semantic (S, panoptic YOLACT): pixel cross-entropy of the semantic logits (upsampled to the
   label size) against the semantic map, void (255) ignored, mean, x semantic_alpha (UPSNet).
 - PCV (a `models.pcv.PCVModel`): vote cross-entropy against `ops.pcv_voting.assign_vote_cells`
-  targets of the thing-instance map on the voting grid (void and crowd ignored) x pcv weight,
-  plus the semantic term.
+  targets of the thing-instance map on the voting grid (void and crowd ignored), each pixel
+  weighted by 1 / sqrt(area of its segment) and normalised by the total weight (the reference's
+  `WeightMask`, power 0.5, and "total" normalisation: without it the abstain class of the
+  large stuff segments wins everywhere), x pcv weight, plus the semantic term.
 Crowd ground truth never becomes positive and only turns covering priors neutral.
 """
 
@@ -52,6 +54,7 @@ __all__ = [
     "match_batch",
     "pcv_losses",
     "pcv_targets",
+    "vote_weight_mask",
     "semantic_term",
     "yolact_losses",
 ]
@@ -388,17 +391,23 @@ def yolact_losses(
     )
 
 
+def _grid_ids(t: TrainTarget, size: tuple[int, int]) -> Tensor:
+    """Segment ids of `t.id_map` on an [h, w] grid (nearest, by pixel centres), int64."""
+    h, w = size
+    height, width = t.id_map.shape
+    device = t.id_map.device
+    rows = ((torch.arange(h, device=device) + 0.5) * (height / h)).long().clamp(max=height - 1)
+    cols = ((torch.arange(w, device=device) + 0.5) * (width / w)).long().clamp(max=width - 1)
+    return t.id_map[rows][:, cols].long()
+
+
 def pcv_targets(targets: Sequence[TrainTarget], size: tuple[int, int]) -> Tensor:
     """Thing-instance maps [B, h, w] int64 on the voting grid (nearest, by pixel centres):
     > 0 the instance's segment id, 0 stuff, -1 void or crowd (ignored by the vote loss)."""
-    h, w = size
     maps = []
     for t in targets:
-        height, width = t.id_map.shape
-        device = t.id_map.device
-        rows = ((torch.arange(h, device=device) + 0.5) * (height / h)).long().clamp(max=height - 1)
-        cols = ((torch.arange(w, device=device) + 0.5) * (width / w)).long().clamp(max=width - 1)
-        ids = t.id_map[rows][:, cols].long()
+        ids = _grid_ids(t, size)
+        device = ids.device
         inst = t.instance_ids.to(device=device, dtype=torch.int64)
         crowd = t.iscrowd.to(device=device, dtype=torch.bool)
         top = max(int(ids.max()) if ids.numel() else 0, int(inst.max()) if len(inst) else 0)
@@ -410,6 +419,26 @@ def pcv_targets(targets: Sequence[TrainTarget], size: tuple[int, int]) -> Tensor
     return torch.stack(maps)
 
 
+def vote_weight_mask(
+    targets: Sequence[TrainTarget], size: tuple[int, int], power: float = 0.5
+) -> Tensor:
+    """The reference's `WeightMask` (w-hc/pcv `datasets/gt_producer.py`) on the voting grid:
+    [B, h, w] float32, 1 / area^power for every pixel of a stuff segment or a non-crowd thing
+    instance (area in grid pixels of that segment in its image), 0 on void and crowd."""
+    maps = []
+    for t in targets:
+        ids = _grid_ids(t, size)
+        device = ids.device
+        area = torch.bincount(ids.flatten().clamp(min=0), minlength=1).float()
+        weight = area.clamp(min=1).pow(-power)
+        weight[0] = 0.0  # void
+        inst = t.instance_ids.to(device=device, dtype=torch.int64)
+        crowd_ids = inst[t.iscrowd.to(device=device, dtype=torch.bool)]
+        weight[crowd_ids[crowd_ids < weight.numel()]] = 0.0
+        maps.append(torch.where(ids > 0, weight[ids.clamp(min=0)], 0.0))
+    return torch.stack(maps)
+
+
 def pcv_losses(
     outputs: Any,
     targets: Sequence[TrainTarget],
@@ -418,7 +447,8 @@ def pcv_losses(
     vote_config: Any = None,
 ) -> Losses:
     """PCV losses: vote cross-entropy against `ops.pcv_voting.assign_vote_cells` targets on the
-    voting grid (`models.pcv.pcv_vote_loss`, void and crowd ignored) x pcv weight, and the
+    voting grid (`models.pcv.pcv_vote_loss`, void and crowd ignored, weighted by
+    `vote_weight_mask`) x pcv weight, and the
     semantic cross-entropy x semantic weight.
 
     outputs: `PCVOutputs` (votes [B, 18, h, w], semantic [B, S + T, h, w]).
@@ -430,6 +460,7 @@ def pcv_losses(
     votes = outputs.votes
     instance_map = pcv_targets(targets, tuple(votes.shape[-2:])).to(votes.device)
     cells = assign_vote_cells(instance_map, config=vote_config or VoteConfig(), ignore_index=-1)
-    pcv = pcv_vote_loss(votes, cells, ignore_index=-1) * config.weights.pcv
+    weights = vote_weight_mask(targets, tuple(votes.shape[-2:])).to(votes.device)
+    pcv = pcv_vote_loss(votes, cells, weights, ignore_index=-1) * config.weights.pcv
     semantic = semantic_term(outputs.semantic, targets) * config.weights.semantic
     return Losses(semantic=semantic, pcv=pcv)

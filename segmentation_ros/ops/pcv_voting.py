@@ -1,31 +1,51 @@
 """Pixel Consensus Voting (Wang et al., "Pixel Consensus Voting for Panoptic Segmentation",
 CVPR 2020): the discretised vote table, ground-truth cell assignment, vote accumulation,
-peak regions and back-projection.
+peak regions and back-projection with the query filter.
 
 Geometry (stated once; `VoteConfig`). Everything runs on a voting grid (typically 1/4 of the
-network input); offsets and sizes are in grid cells, (y, x) order. Around every pixel p the
-table has K = 17 cells plus one "abstain" class:
-- cells 0..8, the inner 3 x 3 block: cell (dy + 1) * 3 + (dx + 1) for dy, dx in {-1, 0, 1} is
-  the `inner_size` x `inner_size` block of pixels centred at p + inner_size * (dy, dx);
-- cells 9..16, the outer ring: the 8 blocks of `outer_size` x `outer_size` pixels (outer_size =
-  3 * inner_size) centred at p + outer_size * (dy, dx), (dy, dx) != (0, 0) in raster order
-  (-1,-1), (-1,0), (-1,1), (0,-1), (0,1), (1,-1), (1,0), (1,1);
+network input); offsets and sizes are in grid cells, (y, x) order, y down. Around every pixel p
+the table has K = 17 cells plus one "abstain" class, numbered as the lecture draws its 9 x 9
+table (`voting_filter`):
+- cell 0 is the `inner_size` block centred at p; cells 1..8 the 8 blocks of `inner_size`
+  around it, anticlockwise (as seen on the image) from the top: centres at inner_size * (dy, dx)
+  for (dy, dx) = N (-1, 0), NW (-1, -1), W (0, -1), SW (1, -1), S (1, 0), SE (1, 1), E (0, 1),
+  NE (-1, 1) (`RING`);
+- cells 9..16: the outer ring of 8 blocks of `outer_size` = 3 * inner_size, centred at
+  outer_size * (dy, dx) in the same order (9 = N, 10 = NW, ..., 16 = NE);
 - class 17 = abstain: stuff, void, or an object whose centroid lies outside the table.
-With the defaults (1, 3) the table covers the 9 x 9 neighbourhood: a pixel whose instance
-centroid is farther than `reach` = 4 grid cells (Chebyshev distance) abstains. The paper uses
-larger multi-ring tables; this is the 17-cell one. At 1/4 resolution an object thus votes from
-pixels within 16 input pixels of its centroid; the other pixels of a large object abstain and
-are recovered (or not) by the panoptic inference (`segmentation_ros.panoptic.pcv_inference`).
+With the defaults (1, 3) the table covers the 9 x 9 neighbourhood:
+
+    10 10 10  9  9  9 16 16 16
+    10 10 10  9  9  9 16 16 16
+    10 10 10  9  9  9 16 16 16
+    11 11 11  2  1  8 15 15 15
+    11 11 11  3  0  7 15 15 15
+    11 11 11  4  5  6 15 15 15
+    12 12 12 13 13 13 14 14 14
+    12 12 12 13 13 13 14 14 14
+    12 12 12 13 13 13 14 14 14
+
+a pixel whose instance centroid is farther than `reach` = 4 grid cells (Chebyshev) abstains.
+The authors' code (w-hc/pcv, `Snake.ring_walk`) walks the same rings in the same direction but
+starts each ring at its south-east block (1 = SE, 2 = E, 3 = NE, 4 = N, ...); the numbering is a
+permutation of the vote channels and changes nothing else. The paper uses larger multi-ring
+tables; this is the lecture's 17-cell one. At 1/4 resolution an object votes from pixels within
+16 input pixels of its centroid; the other pixels of a large object abstain.
 
 Parts:
 - `assign_vote_cells`: instance map -> ground-truth cell per pixel (training target);
-- `VoteAccumulator` / `accumulate_votes`: vote probabilities [B, 18, H, W] -> heatmap
-  [B, 1, H, W] with one-hot transposed convolutions and average pooling (standard ops only, so
-  it exports to ONNX); the mass a pixel puts in a cell is spread uniformly over the cell's
-  pixels, and the parts of a cell outside the image are lost;
-- `find_peak_regions` (with `connected_components`): threshold + 8-connected components;
-- `pcv_backproject`: the registered op `segros::pcv_backproject` ("query filter"): a pixel gets
-  the peak region with the most pixels inside the cell it voted for.
+- `VoteAccumulator` / `accumulate_votes` (the voting filter): vote probabilities
+  [B, 18, H, W] -> heatmap [B, 1, H, W] with one-hot transposed convolutions and average pooling
+  (standard ops only, so it exports to ONNX); the mass a pixel puts in a cell is spread
+  uniformly over the cell's pixels; as in the reference (`Ballot`), a block whose centre falls
+  outside the image loses its whole vote, and a block partly outside loses its outside part;
+- `find_peak_regions` (with `connected_components`): threshold + 4-connected components (the
+  reference's `scipy.ndimage.label` default);
+- `query_filter`: the voting filter spatially inverted (rotated 180 degrees);
+- `pcv_backproject`: the registered op `segros::pcv_backproject`: pixel p belongs to peak region
+  R when the query filter placed on some pixel q of R names, at p, the cell p voted for (that
+  is: q lies in p's voted cell); a pixel claimed by several regions goes to the one whose peak
+  (the centre of the region's bounding box) is nearest, as the reference resolves overlaps.
 """
 
 from __future__ import annotations
@@ -37,9 +57,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# (dy, dx) of the inner cells (0..8) and of the outer cells (9..16), raster order.
-INNER_CELLS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-OUTER_CELLS: tuple[tuple[int, int], ...] = tuple(d for d in INNER_CELLS if d != (0, 0))
+# The ring of 8 blocks around a centre, anticlockwise (as seen on the image) from the top.
+RING: tuple[tuple[int, int], ...] = (
+    (-1, 0),
+    (-1, -1),
+    (0, -1),
+    (1, -1),
+    (1, 0),
+    (1, 1),
+    (0, 1),
+    (-1, 1),
+)
+# (dy, dx) of the inner cells (0 = centre, 1..8 = ring) and of the outer cells (9..16).
+INNER_CELLS: tuple[tuple[int, int], ...] = ((0, 0), *RING)
+OUTER_CELLS: tuple[tuple[int, int], ...] = RING
 
 
 @dataclass(frozen=True)
@@ -90,23 +121,28 @@ class VoteConfig:
         return inner + outer
 
     def offset_table(self, device: torch.device | str | None = None) -> Tensor:
-        """[2 * reach + 1, 2 * reach + 1] int64: cell index of offset (oy, ox) at
-        [oy + reach, ox + reach] (offset = centroid - pixel, grid cells)."""
-        r, si, so = self.reach, self.inner_size, self.outer_size
-        o = torch.arange(-r, r + 1, device=device)
-        oy, ox = o[:, None].expand(-1, o.numel()), o[None, :].expand(o.numel(), -1)
-        inner = torch.maximum(oy.abs(), ox.abs()) <= (3 * si) // 2
-        iy, ix = (
-            torch.div(oy + si // 2, si, rounding_mode="floor"),
-            torch.div(ox + si // 2, si, rounding_mode="floor"),
-        )
-        cy, cx = (
-            torch.div(oy + so // 2, so, rounding_mode="floor"),
-            torch.div(ox + so // 2, so, rounding_mode="floor"),
-        )
-        outer_raster = (cy + 1) * 3 + (cx + 1)  # 0..8 without 4 (the inner block)
-        outer = 9 + outer_raster - (outer_raster > 4).long()
-        return torch.where(inner, (iy + 1) * 3 + (ix + 1), outer)
+        """The voting filter: [2 * reach + 1, 2 * reach + 1] int64, the cell index of offset
+        (oy, ox) at [oy + reach, ox + reach] (offset = centroid - pixel, grid cells); painted
+        from `cell_geometry` (the cells tile the square)."""
+        r = self.reach
+        table = torch.full((2 * r + 1, 2 * r + 1), -1, dtype=torch.int64)
+        for k, (cy, cx, size) in enumerate(self.cell_geometry()):
+            y0, x0 = cy + r - size // 2, cx + r - size // 2
+            table[y0 : y0 + size, x0 : x0 + size] = k
+        return table.to(device)
+
+
+def voting_filter(config: VoteConfig = VoteConfig()) -> Tensor:
+    """The voting filter (`VoteConfig.offset_table`): [2R + 1, 2R + 1] int64, R = reach; entry
+    [R + dy, R + dx] is the cell a pixel votes for when its centroid lies at (dy, dx) from it."""
+    return config.offset_table()
+
+
+def query_filter(config: VoteConfig = VoteConfig()) -> Tensor:
+    """The query filter: the voting filter spatially inverted (rotated by 180 degrees).
+    [2R + 1, 2R + 1] int64; entry [R + oy, R + ox] = k means: placed on a peak pixel q, the pixel
+    p = q + (oy, ox) voted for q exactly when p's vote is k (q - p = -(oy, ox) lies in cell k)."""
+    return torch.flip(config.offset_table(), dims=(0, 1))
 
 
 def _check_int_map(name: str, t: Tensor) -> None:
@@ -169,13 +205,12 @@ class VoteAccumulator(nn.Module):
 
     Each channel k < 17 of pixel p adds its probability to the pixels of cell k of p, spread
     uniformly (each of the s x s pixels gets prob / s^2); channel 17 (abstain) is dropped.
-    A cell block: a transposed convolution with a fixed one-hot 3 x 3 kernel, dilation s, moves
-    the vote to the block centre on a canvas padded by s on each side (so blocks whose centre
-    falls outside the image still reach the pixels inside), then `avg_pool2d` (s x s, stride 1,
-    padding s // 2, count_include_pad=True: every pixel of the block gets exactly 1 / s^2 of the
-    vote, which conserves the mass inside the image; count_include_pad=False would inflate the
-    share of border pixels) spreads it over the block, and the canvas is cropped back.
-    Inner cells with inner_size 1 need no pooling. Only conv_transpose2d, avg_pool2d and slicing:
+    A cell block: a transposed convolution with a fixed one-hot 3 x 3 kernel, dilation s and
+    padding s moves the vote to the block centre (output H x W: a centre outside the image is
+    dropped with the whole block, as the reference's `Ballot` does), then `avg_pool2d` (s x s,
+    stride 1, padding s // 2, count_include_pad=True: every pixel of the block gets exactly
+    1 / s^2 of the vote; the part of a block outside the image is lost) spreads it over the
+    block. Inner cells with inner_size 1 need no pooling. Only conv_transpose2d and avg_pool2d:
     exports to ONNX. The kernels are buffers (follow `.to()`), not parameters.
     """
 
@@ -187,11 +222,12 @@ class VoteAccumulator(nn.Module):
 
     @staticmethod
     def _spread(votes: Tensor, kernel: Tensor, size: int) -> Tensor:
-        h, w = votes.shape[-2:]
-        canvas = F.conv_transpose2d(votes, kernel.to(votes.dtype), dilation=size)  # H + 2 * size
+        centres = F.conv_transpose2d(votes, kernel.to(votes.dtype), padding=size, dilation=size)
         if size > 1:
-            canvas = F.avg_pool2d(canvas, size, stride=1, padding=size // 2, count_include_pad=True)
-        return canvas[..., size : size + h, size : size + w]
+            centres = F.avg_pool2d(
+                centres, size, stride=1, padding=size // 2, count_include_pad=True
+            )
+        return centres
 
     def forward(self, probs: Tensor) -> Tensor:
         c = self.config
