@@ -260,14 +260,16 @@ def vote_cells(probs: Tensor, config: VoteConfig = VoteConfig()) -> Tensor:
 
 
 def connected_components(mask: Tensor) -> tuple[Tensor, int]:
-    """8-connected components of a [H, W] bool mask, in pure torch (any device).
+    """4-connected components of a [H, W] bool mask, in pure torch (any device); the
+    connectivity of `scipy.ndimage.label`'s default structure, which the reference uses.
 
     Returns (labels [H, W] int64, 0 = background, 1..N numbered in raster order of each
-    component's first pixel; N). Vectorised label propagation: every
-    pixel starts with a key (larger for earlier pixels), then 3 x 3 max pooling restricted to
-    the mask alternates with pointer jumping (a pixel takes the key held by the pixel its key
-    names) until nothing changes; the number of rounds is about log of the component diameter
-    plus its tortuosity, small for the compact peak regions of PCV.
+    component's first pixel; N). Vectorised label propagation: every pixel starts with a key
+    (larger for earlier pixels), then a max over the pixel and its 4 neighbours (a 3 x 1 and a
+    1 x 3 max pooling) restricted to the mask alternates with pointer jumping (a pixel takes
+    the key held by the pixel its key names) until nothing changes; the number of rounds is
+    about log of the component diameter plus its tortuosity, small for the compact peak
+    regions of PCV.
     """
     if mask.dim() != 2:
         raise ValueError(f"mask must be [H, W], got {tuple(mask.shape)}")
@@ -279,7 +281,11 @@ def connected_components(mask: Tensor) -> tuple[Tensor, int]:
     m = mask.bool()
     keys = torch.where(m, n - torch.arange(n, device=mask.device).view(h, w), 0).to(dtype)
     while True:
-        pooled = F.max_pool2d(keys[None, None], 3, stride=1, padding=1)[0, 0]
+        k = keys[None, None]
+        pooled = torch.maximum(
+            F.max_pool2d(k, (3, 1), stride=1, padding=(1, 0)),
+            F.max_pool2d(k, (1, 3), stride=1, padding=(0, 1)),
+        )[0, 0]
         new = torch.where(m, pooled, keys)
         flat = new.flatten()
         jumped = flat[(n - flat.long()).clamp(0, n - 1)].view(h, w)  # key of the named pixel
@@ -309,7 +315,8 @@ class PeakRegions(NamedTuple):
 def find_peak_regions(
     heatmap: Tensor, *, threshold: float = 1.0, min_area: int = 1, min_mass: float = 0.0
 ) -> PeakRegions:
-    """Instance candidates: 8-connected components of `heatmap >= threshold`.
+    """Instance candidates: 4-connected components of `heatmap >= threshold` (the reference's
+    `conn_comp_peak_search`).
 
     heatmap: [H, W] (or [1, 1, H, W]) accumulated votes (`VoteAccumulator`), in votes: one
         pixel's whole vote is 1. Components with fewer than `min_area` pixels or less than
@@ -341,44 +348,73 @@ def find_peak_regions(
 # Back-projection: segros::pcv_backproject
 
 
+def peak_centres(regions: Tensor, num_regions: int) -> Tensor:
+    """Peak of each region as the reference takes it (`conn_comp_peak_search`): the centre of
+    the region's bounding box, (y0 + h // 2, x0 + w // 2) with h, w its height and width.
+
+    regions: [B, H, W] int64 labels 0 (none; negative values count as none) .. num_regions.
+    Returns [B, num_regions + 1, 2] int64 (y, x) per image and label (row 0 and the labels
+    absent from an image hold -1)."""
+    bsz, h, w = regions.shape
+    base = num_regions + 1
+    out = torch.full((bsz * base, 2), -1, dtype=torch.int64, device=regions.device)
+    b, y, x = (regions > 0).nonzero(as_tuple=True)
+    if b.numel() == 0:
+        return out.view(bsz, base, 2)
+    index = b * base + regions[b, y, x]
+    big = max(h, w)
+    lo = torch.full((bsz * base, 2), big, dtype=torch.int64, device=regions.device)
+    hi = torch.full((bsz * base, 2), -1, dtype=torch.int64, device=regions.device)
+    yx = torch.stack([y, x], dim=1)
+    lo.scatter_reduce_(0, index[:, None].expand(-1, 2), yx, reduce="amin")
+    hi.scatter_reduce_(0, index[:, None].expand(-1, 2), yx, reduce="amax")
+    present = hi[:, 0] >= 0
+    out[present] = lo[present] + (hi[present] - lo[present] + 1) // 2
+    return out.view(bsz, base, 2)
+
+
 def pcv_backproject_reference(
     cells: Tensor, regions: Tensor, num_regions: int, inner_size: int, outer_size: int
 ) -> Tensor:
     """Pure PyTorch back-projection (the op's implementation and fallback); see `pcv_backproject`.
 
-    Vectorised and sparse in the region pixels (peak regions are small): every region pixel q
-    is a member of cell k of the voters p = q - (offset of that cell pixel), for the 81
-    (cell, pixel-in-cell) pairs of the default table; the pairs where p is inside the image and
-    voted for k give (p, region) hits, counted with `torch.unique`; per pixel the best
-    (count, lowest label) is taken with one `scatter_reduce(amax)` of an encoded score.
-    Cost O(region pixels x cell pixels + H x W), memory the same.
+    The query filter Q (`query_filter`) is placed on every region pixel q, as the reference's
+    `ConvEqualOpe` does: pixel p = q + o inside the image is claimed by q's region when
+    cells[p] == Q[o]. Among the regions claiming p, the one whose peak (`peak_centres`) is
+    nearest (squared Euclidean distance, ties to the lower label) wins, with one
+    `scatter_reduce(amin)` of an encoded key. Sparse in the region pixels (peak regions are
+    small): cost and memory O(region pixels x (2 reach + 1)^2 + H x W).
     """
     bsz, h, w = cells.shape
     out = torch.zeros(bsz * h * w, dtype=torch.int64, device=cells.device)
     if out.numel() == 0 or num_regions == 0:
         return out.view(bsz, h, w)
     config = VoteConfig(inner_size, outer_size)
-    members = [
-        (k, cy + i, cx + j)
-        for k, (cy, cx, size) in enumerate(config.cell_geometry())
-        for i in range(-(size // 2), size // 2 + 1)
-        for j in range(-(size // 2), size // 2 + 1)
-    ]
-    members_t = torch.tensor(members, dtype=torch.int64, device=cells.device)  # [P, 3]
+    r = config.reach
+    query = query_filter(config).to(cells.device).flatten()  # [(2r + 1)^2]
+    o = torch.arange(-r, r + 1, device=cells.device)
+    oy = o[:, None].expand(-1, o.numel()).flatten()
+    ox = o[None, :].expand(o.numel(), -1).flatten()
     qb, qy, qx = (regions > 0).nonzero(as_tuple=True)
     label = regions[qb, qy, qx]
-    py = qy[:, None] - members_t[None, :, 1]  # [Q, P] voters whose cell holds q
-    px = qx[:, None] - members_t[None, :, 2]
+    py = qy[:, None] + oy[None, :]  # [Q, (2r + 1)^2] pixels under the filter
+    px = qx[:, None] + ox[None, :]
     inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
     flat = (qb[:, None] * h + py.clamp(0, h - 1)) * w + px.clamp(0, w - 1)
-    hit = inside & (cells.reshape(-1)[flat] == members_t[None, :, 0])
+    hit = inside & (cells.reshape(-1)[flat] == query[None, :])
     base = num_regions + 1
-    keys, counts = torch.unique((flat * base + label[:, None])[hit], return_counts=True)
-    # larger count wins, then the lower label (base - 1 - label is larger for lower labels)
-    score = counts * base + (num_regions - keys % base)
-    out.scatter_reduce_(0, keys // base, score, reduce="amax", include_self=True)
-    labels = torch.where(out > 0, num_regions - out % base, 0)
-    return labels.view(bsz, h, w)
+    keys = torch.unique(flat[hit] * base + label[:, None].expand_as(flat)[hit])
+    pix, lab = keys // base, keys % base
+    centres = peak_centres(regions, num_regions).view(-1, 2)
+    centre = centres[(pix // (h * w)) * base + lab]
+    dy = (pix % (h * w)) // w - centre[:, 0]
+    dx = pix % w - centre[:, 1]
+    score = (dy * dy + dx * dx) * base + lab  # nearest peak first, then the lower label
+    none = torch.iinfo(torch.int64).max
+    best = torch.full_like(out, none)
+    best.scatter_reduce_(0, pix, score, reduce="amin", include_self=True)
+    out = torch.where(best < none, best % base, 0)
+    return out.view(bsz, h, w)
 
 
 def _check_backproject(cells, regions, num_regions, inner_size, outer_size) -> None:
@@ -419,16 +455,19 @@ def _(cells, regions, num_regions, inner_size, outer_size):
 def pcv_backproject(
     cells: Tensor, regions: Tensor, num_regions: int, config: VoteConfig = VoteConfig()
 ) -> Tensor:
-    """The "query filter" (the voting filter spatially inverted): peak regions -> instances.
+    """Back-projection with the query filter (the voting filter spatially inverted): peak
+    regions -> instances.
 
     cells: [H, W] or [B, H, W] int64 vote class per pixel (`vote_cells`: the argmax of the vote
         distribution; 17 = abstain, also any value outside 0..16).
-    regions: same shape, int64 peak-region labels (`find_peak_regions`): 0 = none, 1..R.
+    regions: same shape, int64 peak-region labels (`find_peak_regions`): 0 = none, 1..R
+        (negative values count as none).
     num_regions: R.
-    Returns int64 of the same shape: pixel p gets the label of the region that has the most
-    pixels inside the cell p voted for (1 pixel for an inner cell, the s x s block for an outer
-    one; pixels outside the image count for nothing); ties go to the lowest label; 0 when no
-    region pixel lies in the cell or p abstains. Runs `segros::pcv_backproject`.
+    Returns int64 of the same shape: pixel p is claimed by every region with a pixel inside the
+    cell p voted for (equivalently: the query filter placed on that pixel names p's vote at
+    p); of those, p gets the region whose peak (centre of its bounding box, `peak_centres`) is
+    nearest to p, ties to the lowest label, as the reference resolves multiply-claimed pixels;
+    0 when p abstains or no region pixel lies in its cell. Runs `segros::pcv_backproject`.
     """
     for name, t in (("cells", cells), ("regions", regions)):
         if not isinstance(t, Tensor):
