@@ -480,6 +480,8 @@ def pcv_backproject(
         )
     if cells.dtype != torch.int64 or regions.dtype != torch.int64:
         raise TypeError(f"cells and regions must be int64, got {cells.dtype}, {regions.dtype}")
+    if regions.numel() and int(regions.max()) > num_regions:
+        raise ValueError(f"regions holds labels above num_regions={num_regions}")
     squeeze = cells.dim() == 2
     if squeeze:
         cells, regions = cells[None], regions[None]

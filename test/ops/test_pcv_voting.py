@@ -337,6 +337,8 @@ def test_backproject_empty_and_errors():
         pcv_backproject(cells, torch.zeros(4, 5, dtype=torch.int64), 1)
     with pytest.raises(TypeError, match="int64"):
         pcv_backproject(cells, cells.int(), 1)
+    with pytest.raises(ValueError, match="above num_regions"):
+        pcv_backproject(cells, cells + 2, 1)
     with pytest.raises(ValueError, match=r"\[H, W\]"):
         pcv_backproject(cells[0], cells[0], 1)
     with pytest.raises(RuntimeError, match="regions"):  # the fake kernel's message
