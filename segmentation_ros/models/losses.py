@@ -22,8 +22,10 @@ Per batch, with N = the number of positive priors over the batch (at least 1):
 - semantic (panoptic YOLACT): pixel cross-entropy of the semantic logits (upsampled to the
   label size) against the semantic map, void (255) ignored, mean, x semantic_alpha (UPSNet).
 - PCV (a `models.pcv.PCVModel`): vote cross-entropy against `ops.pcv_voting.assign_vote_cells`
-  targets of the thing-instance map on the voting grid (void and crowd ignored) x pcv weight,
-  plus the semantic term.
+  targets of the thing-instance map on the voting grid (void and crowd ignored), each pixel
+  weighted by 1 / sqrt(area of its segment) and normalised by the total weight (the reference's
+  `WeightMask`, power 0.5, and "total" normalisation: without it the abstain class of the
+  large stuff segments wins everywhere), x pcv weight, plus the semantic term.
 Crowd ground truth never becomes positive and only turns covering priors neutral.
 """
 
@@ -52,8 +54,6 @@ __all__ = [
     "class_loss",
     "mask_loss",
     "match_batch",
-    "pcv_losses",
-    "pcv_targets",
     "semantic_aux_loss",
     "semantic_term",
     "yolact_losses",
@@ -423,50 +423,3 @@ def yolact_losses(
     return Losses(
         box=box / norm, cls=cls / norm, mask=mask / norm, num_positives=num_pos, mask_iou=mask_iou
     )
-
-
-def pcv_targets(targets: Sequence[TrainTarget], size: tuple[int, int]) -> Tensor:
-    """Thing-instance maps [B, h, w] int64 on the voting grid (nearest, by pixel centres):
-    > 0 the instance's segment id, 0 stuff, -1 void or crowd (ignored by the vote loss)."""
-    h, w = size
-    maps = []
-    for t in targets:
-        height, width = t.id_map.shape
-        device = t.id_map.device
-        rows = ((torch.arange(h, device=device) + 0.5) * (height / h)).long().clamp(max=height - 1)
-        cols = ((torch.arange(w, device=device) + 0.5) * (width / w)).long().clamp(max=width - 1)
-        ids = t.id_map[rows][:, cols].long()
-        inst = t.instance_ids.to(device=device, dtype=torch.int64)
-        crowd = t.iscrowd.to(device=device, dtype=torch.bool)
-        top = max(int(ids.max()) if ids.numel() else 0, int(inst.max()) if len(inst) else 0)
-        lut = torch.zeros(top + 1, dtype=torch.int64, device=device)
-        lut[inst[~crowd]] = inst[~crowd]
-        lut[inst[crowd]] = -1
-        lut[0] = -1
-        maps.append(lut[ids])
-    return torch.stack(maps)
-
-
-def pcv_losses(
-    outputs: Any,
-    targets: Sequence[TrainTarget],
-    config: LossConfig = LossConfig(),  # noqa: B008 (frozen)
-    *,
-    vote_config: Any = None,
-) -> Losses:
-    """PCV losses: vote cross-entropy against `ops.pcv_voting.assign_vote_cells` targets on the
-    voting grid (`models.pcv.pcv_vote_loss`, void and crowd ignored) x pcv weight, and the
-    semantic cross-entropy x semantic weight.
-
-    outputs: `PCVOutputs` (votes [B, 18, h, w], semantic [B, S + T, h, w]).
-    vote_config: the model's `VoteConfig` (default table when None).
-    """
-    from segmentation_ros.models.pcv import pcv_vote_loss
-    from segmentation_ros.ops.pcv_voting import VoteConfig, assign_vote_cells
-
-    votes = outputs.votes
-    instance_map = pcv_targets(targets, tuple(votes.shape[-2:])).to(votes.device)
-    cells = assign_vote_cells(instance_map, config=vote_config or VoteConfig(), ignore_index=-1)
-    pcv = pcv_vote_loss(votes, cells, ignore_index=-1) * config.weights.pcv
-    semantic = semantic_term(outputs.semantic, targets) * config.weights.semantic
-    return Losses(semantic=semantic, pcv=pcv)

@@ -8,7 +8,8 @@ first (panoptic category order of `segmentation_ros.panoptic.result`). The panop
 made by `segmentation_ros.panoptic.pcv_inference.pcv_panoptic` per image.
 
 Training: targets from `assign_vote_cells` (instance map on the voting grid) and
-`pcv_vote_loss`; the semantic head with `semantic_loss`.
+`pcv_vote_loss` weighted by `models.pcv_losses.vote_weight_mask` (the reference's WeightMask); the
+semantic head with `semantic_loss`.
 
 Config: `PCVConfig` (frozen) reuses a `YolactConfig` as the description of the backbone, FPN,
 input size and normalisation (its `class_names` are the thing classes; its prior / protonet /
@@ -117,22 +118,30 @@ class VotingHead(nn.Module):
         return logits
 
 
-def pcv_vote_loss(logits: Tensor, gt_cells: Tensor, ignore_index: int = -1) -> Tensor:
-    """Mean pixel cross-entropy of the vote logits.
+def pcv_vote_loss(
+    logits: Tensor, gt_cells: Tensor, weights: Tensor | None = None, ignore_index: int = -1
+) -> Tensor:
+    """Pixel cross-entropy of the vote logits, weighted as the reference (w-hc/pcv `loss.py`,
+    normalisation "total"): sum(weight * ce) / sum(weight) over the pixels not ignored.
 
     logits: [B, C, h, w] raw logits (C = 18). gt_cells: [B, h, w] integer vote classes
     (`assign_vote_cells` on the same grid) in [0, C) or `ignore_index`.
-    Returns a scalar; 0 (still differentiable) when every pixel is ignored.
+    weights: [B, h, w] float >= 0 per pixel (`models.pcv_losses.vote_weight_mask`: the reference's
+        `WeightMask`, 1 / sqrt(segment area)); None = 1 everywhere (the plain mean).
+    Returns a scalar; 0 (still differentiable) when every pixel is ignored or weighs 0.
     """
     if logits.dim() != 4:
         raise ValueError(f"logits must be [B, C, h, w], got {tuple(logits.shape)}")
-    if gt_cells.dim() != 3 or gt_cells.shape != (logits.shape[0], *logits.shape[2:]):
+    grid = (logits.shape[0], *logits.shape[2:])
+    if gt_cells.dim() != 3 or gt_cells.shape != grid:
         raise ValueError(
-            f"gt_cells must be [B, h, w] = {(logits.shape[0], *logits.shape[2:])} (the grid of "
-            f"the logits), got {tuple(gt_cells.shape)}"
+            f"gt_cells must be [B, h, w] = {grid} (the grid of the logits), got "
+            f"{tuple(gt_cells.shape)}"
         )
     if gt_cells.dtype.is_floating_point or gt_cells.dtype == torch.bool:
         raise TypeError(f"gt_cells must hold integer classes, got {gt_cells.dtype}")
+    if weights is not None and tuple(weights.shape) != grid:
+        raise ValueError(f"weights must be [B, h, w] = {grid}, got {tuple(weights.shape)}")
     target = gt_cells.long()
     valid = target != ignore_index
     bad = valid & ((target < 0) | (target >= logits.shape[1]))
@@ -143,7 +152,14 @@ def pcv_vote_loss(logits: Tensor, gt_cells: Tensor, ignore_index: int = -1) -> T
         )
     if not bool(valid.any()):
         return logits.sum() * 0.0
-    return F.cross_entropy(logits, target, ignore_index=ignore_index)
+    ce = F.cross_entropy(logits, target, ignore_index=ignore_index, reduction="none")
+    if weights is None:
+        return ce[valid].mean()
+    w = torch.where(valid, weights.to(ce.dtype), 0.0)
+    total = w.sum()
+    if float(total) <= 0.0:
+        return logits.sum() * 0.0
+    return (ce * w).sum() / total
 
 
 @dataclass(frozen=True)

@@ -1,31 +1,51 @@
 """Pixel Consensus Voting (Wang et al., "Pixel Consensus Voting for Panoptic Segmentation",
 CVPR 2020): the discretised vote table, ground-truth cell assignment, vote accumulation,
-peak regions and back-projection.
+peak regions and back-projection with the query filter.
 
 Geometry (stated once; `VoteConfig`). Everything runs on a voting grid (typically 1/4 of the
-network input); offsets and sizes are in grid cells, (y, x) order. Around every pixel p the
-table has K = 17 cells plus one "abstain" class:
-- cells 0..8, the inner 3 x 3 block: cell (dy + 1) * 3 + (dx + 1) for dy, dx in {-1, 0, 1} is
-  the `inner_size` x `inner_size` block of pixels centred at p + inner_size * (dy, dx);
-- cells 9..16, the outer ring: the 8 blocks of `outer_size` x `outer_size` pixels (outer_size =
-  3 * inner_size) centred at p + outer_size * (dy, dx), (dy, dx) != (0, 0) in raster order
-  (-1,-1), (-1,0), (-1,1), (0,-1), (0,1), (1,-1), (1,0), (1,1);
+network input); offsets and sizes are in grid cells, (y, x) order, y down. Around every pixel p
+the table has K = 17 cells plus one "abstain" class, numbered as the lecture draws its 9 x 9
+table (`voting_filter`):
+- cell 0 is the `inner_size` block centred at p; cells 1..8 the 8 blocks of `inner_size`
+  around it, anticlockwise (as seen on the image) from the top: centres at inner_size * (dy, dx)
+  for (dy, dx) = N (-1, 0), NW (-1, -1), W (0, -1), SW (1, -1), S (1, 0), SE (1, 1), E (0, 1),
+  NE (-1, 1) (`RING`);
+- cells 9..16: the outer ring of 8 blocks of `outer_size` = 3 * inner_size, centred at
+  outer_size * (dy, dx) in the same order (9 = N, 10 = NW, ..., 16 = NE);
 - class 17 = abstain: stuff, void, or an object whose centroid lies outside the table.
-With the defaults (1, 3) the table covers the 9 x 9 neighbourhood: a pixel whose instance
-centroid is farther than `reach` = 4 grid cells (Chebyshev distance) abstains. The paper uses
-larger multi-ring tables; this is the 17-cell one. At 1/4 resolution an object thus votes from
-pixels within 16 input pixels of its centroid; the other pixels of a large object abstain and
-are recovered (or not) by the panoptic inference (`segmentation_ros.panoptic.pcv_inference`).
+With the defaults (1, 3) the table covers the 9 x 9 neighbourhood:
+
+    10 10 10  9  9  9 16 16 16
+    10 10 10  9  9  9 16 16 16
+    10 10 10  9  9  9 16 16 16
+    11 11 11  2  1  8 15 15 15
+    11 11 11  3  0  7 15 15 15
+    11 11 11  4  5  6 15 15 15
+    12 12 12 13 13 13 14 14 14
+    12 12 12 13 13 13 14 14 14
+    12 12 12 13 13 13 14 14 14
+
+a pixel whose instance centroid is farther than `reach` = 4 grid cells (Chebyshev) abstains.
+The authors' code (w-hc/pcv, `Snake.ring_walk`) walks the same rings in the same direction but
+starts each ring at its south-east block (1 = SE, 2 = E, 3 = NE, 4 = N, ...); the numbering is a
+permutation of the vote channels and changes nothing else. The paper uses larger multi-ring
+tables; this is the lecture's 17-cell one. At 1/4 resolution an object votes from pixels within
+16 input pixels of its centroid; the other pixels of a large object abstain.
 
 Parts:
 - `assign_vote_cells`: instance map -> ground-truth cell per pixel (training target);
-- `VoteAccumulator` / `accumulate_votes`: vote probabilities [B, 18, H, W] -> heatmap
-  [B, 1, H, W] with one-hot transposed convolutions and average pooling (standard ops only, so
-  it exports to ONNX); the mass a pixel puts in a cell is spread uniformly over the cell's
-  pixels, and the parts of a cell outside the image are lost;
-- `find_peak_regions` (with `connected_components`): threshold + 8-connected components;
-- `pcv_backproject`: the registered op `segros::pcv_backproject` ("query filter"): a pixel gets
-  the peak region with the most pixels inside the cell it voted for.
+- `VoteAccumulator` / `accumulate_votes` (the voting filter): vote probabilities
+  [B, 18, H, W] -> heatmap [B, 1, H, W] with one-hot transposed convolutions and average pooling
+  (standard ops only, so it exports to ONNX); the mass a pixel puts in a cell is spread
+  uniformly over the cell's pixels; as in the reference (`Ballot`), a block whose centre falls
+  outside the image loses its whole vote, and a block partly outside loses its outside part;
+- `find_peak_regions` (with `connected_components`): threshold + 4-connected components (the
+  reference's `scipy.ndimage.label` default);
+- `query_filter`: the voting filter spatially inverted (rotated 180 degrees);
+- `pcv_backproject`: the registered op `segros::pcv_backproject`: pixel p belongs to peak region
+  R when the query filter placed on some pixel q of R names, at p, the cell p voted for (that
+  is: q lies in p's voted cell); a pixel claimed by several regions goes to the one whose peak
+  (the centre of the region's bounding box) is nearest, as the reference resolves overlaps.
 """
 
 from __future__ import annotations
@@ -37,9 +57,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# (dy, dx) of the inner cells (0..8) and of the outer cells (9..16), raster order.
-INNER_CELLS: tuple[tuple[int, int], ...] = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-OUTER_CELLS: tuple[tuple[int, int], ...] = tuple(d for d in INNER_CELLS if d != (0, 0))
+# The ring of 8 blocks around a centre, anticlockwise (as seen on the image) from the top.
+RING: tuple[tuple[int, int], ...] = (
+    (-1, 0),
+    (-1, -1),
+    (0, -1),
+    (1, -1),
+    (1, 0),
+    (1, 1),
+    (0, 1),
+    (-1, 1),
+)
+# (dy, dx) of the inner cells (0 = centre, 1..8 = ring) and of the outer cells (9..16).
+INNER_CELLS: tuple[tuple[int, int], ...] = ((0, 0), *RING)
+OUTER_CELLS: tuple[tuple[int, int], ...] = RING
 
 
 @dataclass(frozen=True)
@@ -90,23 +121,28 @@ class VoteConfig:
         return inner + outer
 
     def offset_table(self, device: torch.device | str | None = None) -> Tensor:
-        """[2 * reach + 1, 2 * reach + 1] int64: cell index of offset (oy, ox) at
-        [oy + reach, ox + reach] (offset = centroid - pixel, grid cells)."""
-        r, si, so = self.reach, self.inner_size, self.outer_size
-        o = torch.arange(-r, r + 1, device=device)
-        oy, ox = o[:, None].expand(-1, o.numel()), o[None, :].expand(o.numel(), -1)
-        inner = torch.maximum(oy.abs(), ox.abs()) <= (3 * si) // 2
-        iy, ix = (
-            torch.div(oy + si // 2, si, rounding_mode="floor"),
-            torch.div(ox + si // 2, si, rounding_mode="floor"),
-        )
-        cy, cx = (
-            torch.div(oy + so // 2, so, rounding_mode="floor"),
-            torch.div(ox + so // 2, so, rounding_mode="floor"),
-        )
-        outer_raster = (cy + 1) * 3 + (cx + 1)  # 0..8 without 4 (the inner block)
-        outer = 9 + outer_raster - (outer_raster > 4).long()
-        return torch.where(inner, (iy + 1) * 3 + (ix + 1), outer)
+        """The voting filter: [2 * reach + 1, 2 * reach + 1] int64, the cell index of offset
+        (oy, ox) at [oy + reach, ox + reach] (offset = centroid - pixel, grid cells); painted
+        from `cell_geometry` (the cells tile the square)."""
+        r = self.reach
+        table = torch.full((2 * r + 1, 2 * r + 1), -1, dtype=torch.int64)
+        for k, (cy, cx, size) in enumerate(self.cell_geometry()):
+            y0, x0 = cy + r - size // 2, cx + r - size // 2
+            table[y0 : y0 + size, x0 : x0 + size] = k
+        return table.to(device)
+
+
+def voting_filter(config: VoteConfig = VoteConfig()) -> Tensor:
+    """The voting filter (`VoteConfig.offset_table`): [2R + 1, 2R + 1] int64, R = reach; entry
+    [R + dy, R + dx] is the cell a pixel votes for when its centroid lies at (dy, dx) from it."""
+    return config.offset_table()
+
+
+def query_filter(config: VoteConfig = VoteConfig()) -> Tensor:
+    """The query filter: the voting filter spatially inverted (rotated by 180 degrees).
+    [2R + 1, 2R + 1] int64; entry [R + oy, R + ox] = k means: placed on a peak pixel q, the pixel
+    p = q + (oy, ox) voted for q exactly when p's vote is k (q - p = -(oy, ox) lies in cell k)."""
+    return torch.flip(config.offset_table(), dims=(0, 1))
 
 
 def _check_int_map(name: str, t: Tensor) -> None:
@@ -169,13 +205,12 @@ class VoteAccumulator(nn.Module):
 
     Each channel k < 17 of pixel p adds its probability to the pixels of cell k of p, spread
     uniformly (each of the s x s pixels gets prob / s^2); channel 17 (abstain) is dropped.
-    A cell block: a transposed convolution with a fixed one-hot 3 x 3 kernel, dilation s, moves
-    the vote to the block centre on a canvas padded by s on each side (so blocks whose centre
-    falls outside the image still reach the pixels inside), then `avg_pool2d` (s x s, stride 1,
-    padding s // 2, count_include_pad=True: every pixel of the block gets exactly 1 / s^2 of the
-    vote, which conserves the mass inside the image; count_include_pad=False would inflate the
-    share of border pixels) spreads it over the block, and the canvas is cropped back.
-    Inner cells with inner_size 1 need no pooling. Only conv_transpose2d, avg_pool2d and slicing:
+    A cell block: a transposed convolution with a fixed one-hot 3 x 3 kernel, dilation s and
+    padding s moves the vote to the block centre (output H x W: a centre outside the image is
+    dropped with the whole block, as the reference's `Ballot` does), then `avg_pool2d` (s x s,
+    stride 1, padding s // 2, count_include_pad=True: every pixel of the block gets exactly
+    1 / s^2 of the vote; the part of a block outside the image is lost) spreads it over the
+    block. Inner cells with inner_size 1 need no pooling. Only conv_transpose2d and avg_pool2d:
     exports to ONNX. The kernels are buffers (follow `.to()`), not parameters.
     """
 
@@ -187,11 +222,12 @@ class VoteAccumulator(nn.Module):
 
     @staticmethod
     def _spread(votes: Tensor, kernel: Tensor, size: int) -> Tensor:
-        h, w = votes.shape[-2:]
-        canvas = F.conv_transpose2d(votes, kernel.to(votes.dtype), dilation=size)  # H + 2 * size
+        centres = F.conv_transpose2d(votes, kernel.to(votes.dtype), padding=size, dilation=size)
         if size > 1:
-            canvas = F.avg_pool2d(canvas, size, stride=1, padding=size // 2, count_include_pad=True)
-        return canvas[..., size : size + h, size : size + w]
+            centres = F.avg_pool2d(
+                centres, size, stride=1, padding=size // 2, count_include_pad=True
+            )
+        return centres
 
     def forward(self, probs: Tensor) -> Tensor:
         c = self.config
@@ -224,14 +260,16 @@ def vote_cells(probs: Tensor, config: VoteConfig = VoteConfig()) -> Tensor:
 
 
 def connected_components(mask: Tensor) -> tuple[Tensor, int]:
-    """8-connected components of a [H, W] bool mask, in pure torch (any device).
+    """4-connected components of a [H, W] bool mask, in pure torch (any device); the
+    connectivity of `scipy.ndimage.label`'s default structure, which the reference uses.
 
     Returns (labels [H, W] int64, 0 = background, 1..N numbered in raster order of each
-    component's first pixel; N). Vectorised label propagation: every
-    pixel starts with a key (larger for earlier pixels), then 3 x 3 max pooling restricted to
-    the mask alternates with pointer jumping (a pixel takes the key held by the pixel its key
-    names) until nothing changes; the number of rounds is about log of the component diameter
-    plus its tortuosity, small for the compact peak regions of PCV.
+    component's first pixel; N). Vectorised label propagation: every pixel starts with a key
+    (larger for earlier pixels), then a max over the pixel and its 4 neighbours (a 3 x 1 and a
+    1 x 3 max pooling) restricted to the mask alternates with pointer jumping (a pixel takes
+    the key held by the pixel its key names) until nothing changes; the number of rounds is
+    about log of the component diameter plus its tortuosity, small for the compact peak
+    regions of PCV.
     """
     if mask.dim() != 2:
         raise ValueError(f"mask must be [H, W], got {tuple(mask.shape)}")
@@ -243,7 +281,11 @@ def connected_components(mask: Tensor) -> tuple[Tensor, int]:
     m = mask.bool()
     keys = torch.where(m, n - torch.arange(n, device=mask.device).view(h, w), 0).to(dtype)
     while True:
-        pooled = F.max_pool2d(keys[None, None], 3, stride=1, padding=1)[0, 0]
+        k = keys[None, None]
+        pooled = torch.maximum(
+            F.max_pool2d(k, (3, 1), stride=1, padding=(1, 0)),
+            F.max_pool2d(k, (1, 3), stride=1, padding=(0, 1)),
+        )[0, 0]
         new = torch.where(m, pooled, keys)
         flat = new.flatten()
         jumped = flat[(n - flat.long()).clamp(0, n - 1)].view(h, w)  # key of the named pixel
@@ -273,7 +315,8 @@ class PeakRegions(NamedTuple):
 def find_peak_regions(
     heatmap: Tensor, *, threshold: float = 1.0, min_area: int = 1, min_mass: float = 0.0
 ) -> PeakRegions:
-    """Instance candidates: 8-connected components of `heatmap >= threshold`.
+    """Instance candidates: 4-connected components of `heatmap >= threshold` (the reference's
+    `conn_comp_peak_search`).
 
     heatmap: [H, W] (or [1, 1, H, W]) accumulated votes (`VoteAccumulator`), in votes: one
         pixel's whole vote is 1. Components with fewer than `min_area` pixels or less than
@@ -305,44 +348,73 @@ def find_peak_regions(
 # Back-projection: segros::pcv_backproject
 
 
+def peak_centres(regions: Tensor, num_regions: int) -> Tensor:
+    """Peak of each region as the reference takes it (`conn_comp_peak_search`): the centre of
+    the region's bounding box, (y0 + h // 2, x0 + w // 2) with h, w its height and width.
+
+    regions: [B, H, W] int64 labels 0 (none; negative values count as none) .. num_regions.
+    Returns [B, num_regions + 1, 2] int64 (y, x) per image and label (row 0 and the labels
+    absent from an image hold -1)."""
+    bsz, h, w = regions.shape
+    base = num_regions + 1
+    out = torch.full((bsz * base, 2), -1, dtype=torch.int64, device=regions.device)
+    b, y, x = (regions > 0).nonzero(as_tuple=True)
+    if b.numel() == 0:
+        return out.view(bsz, base, 2)
+    index = b * base + regions[b, y, x]
+    big = max(h, w)
+    lo = torch.full((bsz * base, 2), big, dtype=torch.int64, device=regions.device)
+    hi = torch.full((bsz * base, 2), -1, dtype=torch.int64, device=regions.device)
+    yx = torch.stack([y, x], dim=1)
+    lo.scatter_reduce_(0, index[:, None].expand(-1, 2), yx, reduce="amin")
+    hi.scatter_reduce_(0, index[:, None].expand(-1, 2), yx, reduce="amax")
+    present = hi[:, 0] >= 0
+    out[present] = lo[present] + (hi[present] - lo[present] + 1) // 2
+    return out.view(bsz, base, 2)
+
+
 def pcv_backproject_reference(
     cells: Tensor, regions: Tensor, num_regions: int, inner_size: int, outer_size: int
 ) -> Tensor:
     """Pure PyTorch back-projection (the op's implementation and fallback); see `pcv_backproject`.
 
-    Vectorised and sparse in the region pixels (peak regions are small): every region pixel q
-    is a member of cell k of the voters p = q - (offset of that cell pixel), for the 81
-    (cell, pixel-in-cell) pairs of the default table; the pairs where p is inside the image and
-    voted for k give (p, region) hits, counted with `torch.unique`; per pixel the best
-    (count, lowest label) is taken with one `scatter_reduce(amax)` of an encoded score.
-    Cost O(region pixels x cell pixels + H x W), memory the same.
+    The query filter Q (`query_filter`) is placed on every region pixel q, as the reference's
+    `ConvEqualOpe` does: pixel p = q + o inside the image is claimed by q's region when
+    cells[p] == Q[o]. Among the regions claiming p, the one whose peak (`peak_centres`) is
+    nearest (squared Euclidean distance, ties to the lower label) wins, with one
+    `scatter_reduce(amin)` of an encoded key. Sparse in the region pixels (peak regions are
+    small): cost and memory O(region pixels x (2 reach + 1)^2 + H x W).
     """
     bsz, h, w = cells.shape
     out = torch.zeros(bsz * h * w, dtype=torch.int64, device=cells.device)
     if out.numel() == 0 or num_regions == 0:
         return out.view(bsz, h, w)
     config = VoteConfig(inner_size, outer_size)
-    members = [
-        (k, cy + i, cx + j)
-        for k, (cy, cx, size) in enumerate(config.cell_geometry())
-        for i in range(-(size // 2), size // 2 + 1)
-        for j in range(-(size // 2), size // 2 + 1)
-    ]
-    members_t = torch.tensor(members, dtype=torch.int64, device=cells.device)  # [P, 3]
+    r = config.reach
+    query = query_filter(config).to(cells.device).flatten()  # [(2r + 1)^2]
+    o = torch.arange(-r, r + 1, device=cells.device)
+    oy = o[:, None].expand(-1, o.numel()).flatten()
+    ox = o[None, :].expand(o.numel(), -1).flatten()
     qb, qy, qx = (regions > 0).nonzero(as_tuple=True)
     label = regions[qb, qy, qx]
-    py = qy[:, None] - members_t[None, :, 1]  # [Q, P] voters whose cell holds q
-    px = qx[:, None] - members_t[None, :, 2]
+    py = qy[:, None] + oy[None, :]  # [Q, (2r + 1)^2] pixels under the filter
+    px = qx[:, None] + ox[None, :]
     inside = (py >= 0) & (py < h) & (px >= 0) & (px < w)
     flat = (qb[:, None] * h + py.clamp(0, h - 1)) * w + px.clamp(0, w - 1)
-    hit = inside & (cells.reshape(-1)[flat] == members_t[None, :, 0])
+    hit = inside & (cells.reshape(-1)[flat] == query[None, :])
     base = num_regions + 1
-    keys, counts = torch.unique((flat * base + label[:, None])[hit], return_counts=True)
-    # larger count wins, then the lower label (base - 1 - label is larger for lower labels)
-    score = counts * base + (num_regions - keys % base)
-    out.scatter_reduce_(0, keys // base, score, reduce="amax", include_self=True)
-    labels = torch.where(out > 0, num_regions - out % base, 0)
-    return labels.view(bsz, h, w)
+    keys = torch.unique(flat[hit] * base + label[:, None].expand_as(flat)[hit])
+    pix, lab = keys // base, keys % base
+    centres = peak_centres(regions, num_regions).view(-1, 2)
+    centre = centres[(pix // (h * w)) * base + lab]
+    dy = (pix % (h * w)) // w - centre[:, 0]
+    dx = pix % w - centre[:, 1]
+    score = (dy * dy + dx * dx) * base + lab  # nearest peak first, then the lower label
+    none = torch.iinfo(torch.int64).max
+    best = torch.full_like(out, none)
+    best.scatter_reduce_(0, pix, score, reduce="amin", include_self=True)
+    out = torch.where(best < none, best % base, 0)
+    return out.view(bsz, h, w)
 
 
 def _check_backproject(cells, regions, num_regions, inner_size, outer_size) -> None:
@@ -383,16 +455,19 @@ def _(cells, regions, num_regions, inner_size, outer_size):
 def pcv_backproject(
     cells: Tensor, regions: Tensor, num_regions: int, config: VoteConfig = VoteConfig()
 ) -> Tensor:
-    """The "query filter" (the voting filter spatially inverted): peak regions -> instances.
+    """Back-projection with the query filter (the voting filter spatially inverted): peak
+    regions -> instances.
 
     cells: [H, W] or [B, H, W] int64 vote class per pixel (`vote_cells`: the argmax of the vote
         distribution; 17 = abstain, also any value outside 0..16).
-    regions: same shape, int64 peak-region labels (`find_peak_regions`): 0 = none, 1..R.
+    regions: same shape, int64 peak-region labels (`find_peak_regions`): 0 = none, 1..R
+        (negative values count as none).
     num_regions: R.
-    Returns int64 of the same shape: pixel p gets the label of the region that has the most
-    pixels inside the cell p voted for (1 pixel for an inner cell, the s x s block for an outer
-    one; pixels outside the image count for nothing); ties go to the lowest label; 0 when no
-    region pixel lies in the cell or p abstains. Runs `segros::pcv_backproject`.
+    Returns int64 of the same shape: pixel p is claimed by every region with a pixel inside the
+    cell p voted for (equivalently: the query filter placed on that pixel names p's vote at
+    p); of those, p gets the region whose peak (centre of its bounding box, `peak_centres`) is
+    nearest to p, ties to the lowest label, as the reference resolves multiply-claimed pixels;
+    0 when p abstains or no region pixel lies in its cell. Runs `segros::pcv_backproject`.
     """
     for name, t in (("cells", cells), ("regions", regions)):
         if not isinstance(t, Tensor):
@@ -405,6 +480,8 @@ def pcv_backproject(
         )
     if cells.dtype != torch.int64 or regions.dtype != torch.int64:
         raise TypeError(f"cells and regions must be int64, got {cells.dtype}, {regions.dtype}")
+    if regions.numel() and int(regions.max()) > num_regions:
+        raise ValueError(f"regions holds labels above num_regions={num_regions}")
     squeeze = cells.dim() == 2
     if squeeze:
         cells, regions = cells[None], regions[None]

@@ -3,12 +3,16 @@ logits of one image -> `PanopticResult`.
 
 Steps (all on the voting grid h x w, typically 1/4 of the network input):
 1. softmax of the vote logits [18, h, w] -> heatmap (`VoteAccumulator`) -> peak regions
-   (threshold, 8-connected components, `find_peak_regions`);
-2. back-projection (`pcv_backproject`): each pixel takes the peak region with the most pixels in
-   the cell it voted for (argmax; abstaining pixels take none);
-3. instances are kept on the pixels whose semantic argmax is a thing class; optionally they grow
-   `grow_iterations` steps (3 x 3 dilation) into neighbouring unclaimed thing pixels: the
-   17-cell table only reaches 4 grid cells, so the far pixels of large objects abstain;
+   (threshold, 4-connected components, `find_peak_regions`), as the reference
+   (w-hc/pcv `conn_comp_peak_search`);
+2. back-projection (`pcv_backproject`) with the query filter: a pixel is claimed by the peak
+   regions lying in the cell it voted for (argmax; abstaining pixels take none), and a pixel
+   claimed by several goes to the nearest peak, as the reference;
+3. instances are kept on the pixels whose semantic argmax is a thing class (the reference
+   instead drops, on contested pixels only, the instances whose class differs from the pixel's);
+   off by default, as neither the lecture nor the paper has it: they can grow
+   `grow_iterations` steps (3 x 3 dilation) into neighbouring unclaimed thing pixels (the
+   17-cell table only reaches 4 grid cells, so the far pixels of large objects abstain);
 4. a thing segment's category is the majority thing class of its pixels, its score the mean
    probability of that class over them; unclaimed pixels whose semantic argmax is a stuff class
    form one segment per stuff class (score: mean probability of that class); unclaimed pixels
@@ -48,7 +52,8 @@ class PCVInferenceParams:
     min_peak_area: peak regions with fewer grid pixels are dropped.
     min_peak_mass: peak regions with fewer votes in total are dropped.
     grow_iterations: 3 x 3 growth steps of the instances into unclaimed thing pixels (grid
-        cells); 0 keeps exactly the back-projected pixels.
+        cells); 0 (default, the lecture's and the reference's inference) keeps exactly the
+        back-projected pixels.
     unclaimed_things: "void" or "stuff" (see the module docstring).
     min_thing_area / min_stuff_area: smaller segments (image pixels) become void.
     """
@@ -56,7 +61,7 @@ class PCVInferenceParams:
     threshold: float = 1.0
     min_peak_area: int = 1
     min_peak_mass: float = 0.0
-    grow_iterations: int = 4
+    grow_iterations: int = 0
     unclaimed_things: str = "void"
     min_thing_area: int = 16
     min_stuff_area: int = 64

@@ -17,12 +17,11 @@ from segmentation_ros.models.losses import (
     class_loss,
     hard_negatives,
     mask_loss,
-    pcv_losses,
-    pcv_targets,
     semantic_term,
     yolact_losses,
 )
 from segmentation_ros.models.outputs import YolactOutputs
+from segmentation_ros.models.pcv_losses import pcv_losses, pcv_targets
 from segmentation_ros.models.yolact import FastMaskIoUNet
 
 CONFIG = with_input_size(get_config("yolact_mobilenetv3"), (64, 64))
@@ -242,6 +241,8 @@ def test_bad_inputs():
 
 def test_pcv_targets_and_losses():
     from segmentation_ros.models.pcv import PCVOutputs
+    from segmentation_ros.models.pcv_losses import vote_weight_mask
+    from segmentation_ros.ops.pcv_voting import assign_vote_cells
 
     t = _target([[0, 0, 4, 4], [4, 4, 8, 8]], [0, 1], iscrowd=[False, True], size=(8, 8))
     t.id_map[:] = 3  # stuff segment
@@ -257,3 +258,12 @@ def test_pcv_targets_and_losses():
     assert losses.box is None and losses.pcv > 0 and losses.semantic > 0
     losses.total.backward()
     assert votes.grad.abs().sum() > 0 and semantic.grad.abs().sum() > 0
+    # the reference's WeightMask (w-hc/pcv gt_producer.py, power 0.5): 1 / sqrt(segment area)
+    # on the grid, 0 on void and crowd; the vote loss is sum(w * ce) / sum(w) ("total")
+    a, b = 4**-0.5, 7**-0.5  # instance 1: 4 grid pixels; the stuff segment: 7
+    weights = torch.tensor([[a, a, b, 0], [a, a, b, b], [b, b, 0, 0], [b, b, 0, 0]])
+    torch.testing.assert_close(vote_weight_mask([t], (4, 4))[0], weights)
+    cells = assign_vote_cells(grid)
+    ce = F.cross_entropy(votes.detach(), cells.clamp(min=0)[None], reduction="none")[0]
+    expected_loss = (ce * weights).sum() / weights.sum()
+    torch.testing.assert_close(losses.pcv.detach(), expected_loss)

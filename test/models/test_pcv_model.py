@@ -73,6 +73,15 @@ def test_vote_loss():
         pcv_vote_loss(logits, torch.full((2, 6, 7), 18))
     with pytest.raises(TypeError, match="integer"):
         pcv_vote_loss(logits, target.float())
+    # weighted: sum(w * ce) / sum(w) over the pixels not ignored (the reference's "total")
+    weights = torch.rand(2, 6, 7)
+    ce = F.cross_entropy(logits.permute(0, 2, 3, 1)[valid], target[valid], reduction="none")
+    torch.testing.assert_close(
+        pcv_vote_loss(logits, target, weights), (ce * weights[valid]).sum() / weights[valid].sum()
+    )
+    assert pcv_vote_loss(logits, target, torch.zeros(2, 6, 7)).item() == 0.0
+    with pytest.raises(ValueError, match="weights"):
+        pcv_vote_loss(logits, target, weights[:, :5])
 
 
 def test_forward_shapes(model):

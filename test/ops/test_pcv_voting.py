@@ -1,5 +1,8 @@
-"""PCV voting: ground-truth cells on hand-made cases, vote accumulation and back-projection
-against slow loop references, opcheck, exact instance recovery from ground-truth votes."""
+"""PCV voting against the lecture: its 9 x 9 table and the query filter written out verbatim,
+ground-truth cells on hand-made cases, vote accumulation and back-projection against slow loops
+built from those tables and the reference code's rules (w-hc/pcv: `Ballot` drops blocks centred
+outside the image, `ndi.label` 4-connectivity, overlaps to the nearest peak), opcheck, exact
+instance recovery from ground-truth votes."""
 
 import pytest
 import torch
@@ -14,30 +17,64 @@ from segmentation_ros.ops.pcv_voting import (
     find_peak_regions,
     pcv_backproject,
     pcv_backproject_reference,
+    query_filter,
     vote_cells,
+    voting_filter,
 )
 
 CONFIGS = [VoteConfig(), VoteConfig(inner_size=3, outer_size=9)]
+
+# The lecture's voting filter: the cell a pixel (at the centre) votes for when its instance's
+# centroid lies at that position. 0 at the centre, 1..8 around it anticlockwise from the top,
+# 9..16 the outer 3 x 3 blocks in the same order.
+LECTURE_TABLE = [
+    [10, 10, 10, 9, 9, 9, 16, 16, 16],
+    [10, 10, 10, 9, 9, 9, 16, 16, 16],
+    [10, 10, 10, 9, 9, 9, 16, 16, 16],
+    [11, 11, 11, 2, 1, 8, 15, 15, 15],
+    [11, 11, 11, 3, 0, 7, 15, 15, 15],
+    [11, 11, 11, 4, 5, 6, 15, 15, 15],
+    [12, 12, 12, 13, 13, 13, 14, 14, 14],
+    [12, 12, 12, 13, 13, 13, 14, 14, 14],
+    [12, 12, 12, 13, 13, 13, 14, 14, 14],
+]
+
+# The query filter: the voting filter spatially inverted (written out by hand, rotated 180
+# degrees): placed on a peak, it shows the vote each pixel around it must cast to point there.
+LECTURE_QUERY = [
+    [14, 14, 14, 13, 13, 13, 12, 12, 12],
+    [14, 14, 14, 13, 13, 13, 12, 12, 12],
+    [14, 14, 14, 13, 13, 13, 12, 12, 12],
+    [15, 15, 15, 6, 5, 4, 11, 11, 11],
+    [15, 15, 15, 7, 0, 3, 11, 11, 11],
+    [15, 15, 15, 8, 1, 2, 11, 11, 11],
+    [16, 16, 16, 9, 9, 9, 10, 10, 10],
+    [16, 16, 16, 9, 9, 9, 10, 10, 10],
+    [16, 16, 16, 9, 9, 9, 10, 10, 10],
+]
+
+
+def scaled(table, config):
+    """The 9 x 9 table at inner_size s: every entry becomes an s x s block (cells at s, 3s)."""
+    s = config.inner_size
+    t = torch.tensor(table)
+    return t.repeat_interleave(s, 0).repeat_interleave(s, 1)
 
 
 # ---- slow references ------------------------------------------------------------------------
 
 
 def cell_pixels(config, k, y, x):
-    """The (y, x) pixels of cell k of pixel (y, x), written out from the module docstring."""
-    inner = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
-    outer = [d for d in inner if d != (0, 0)]
-    if k < 9:
-        (dy, dx), s = inner[k], config.inner_size
-    else:
-        (dy, dx), s = outer[k - 9], config.outer_size
-    cy, cx = y + dy * s, x + dx * s
-    return [
-        (cy + i, cx + j) for i in range(-(s // 2), s // 2 + 1) for j in range(-(s // 2), s // 2 + 1)
-    ]
+    """The (y, x) pixels of cell k of pixel (y, x), read off the lecture's table."""
+    t = scaled(LECTURE_TABLE, config)
+    r = t.shape[0] // 2
+    return [(y + int(i) - r, x + int(j) - r) for i, j in (t == k).nonzero().tolist()]
 
 
 def slow_votes(config, probs):
+    """Each cell's probability spread over its pixels inside the image; a block whose centre is
+    outside the image gives nothing (the reference's `Ballot`: transposed conv cropped to the
+    image, then average pooling)."""
     b, _, h, w = probs.shape
     out = torch.zeros(b, 1, h, w, dtype=torch.float64)
     for n in range(b):
@@ -45,6 +82,10 @@ def slow_votes(config, probs):
             for x in range(w):
                 for k in range(17):
                     pix = cell_pixels(config, k, y, x)
+                    cy = sum(p[0] for p in pix) // len(pix)
+                    cx = sum(p[1] for p in pix) // len(pix)
+                    if not (0 <= cy < h and 0 <= cx < w):
+                        continue
                     for py, px in pix:
                         if 0 <= py < h and 0 <= px < w:
                             out[n, 0, py, px] += float(probs[n, k, y, x]) / len(pix)
@@ -52,23 +93,40 @@ def slow_votes(config, probs):
 
 
 def slow_backproject(config, cells, regions):
+    """The query filter placed on every region pixel claims the pixels whose vote it names;
+    a pixel claimed by several regions goes to the nearest peak (bounding-box centre, ties to
+    the lowest label), as the reference's `resolve_overlap_by_dist_to_peaks`."""
     b, h, w = cells.shape
+    q = scaled(LECTURE_QUERY, config)
+    r = q.shape[0] // 2
     out = torch.zeros_like(cells)
     for n in range(b):
-        for y in range(h):
-            for x in range(w):
-                k = int(cells[n, y, x])
-                if not 0 <= k < 17:
-                    continue
-                counts = {}
-                for py, px in cell_pixels(config, k, y, x):
-                    if 0 <= py < h and 0 <= px < w and int(regions[n, py, px]) > 0:
-                        r = int(regions[n, py, px])
-                        counts[r] = counts.get(r, 0) + 1
-                if counts:
-                    best = max(counts.values())
-                    out[n, y, x] = min(r for r, c in counts.items() if c == best)
+        peaks = {}
+        for lab in range(1, int(regions[n].clamp(min=0).max()) + 1):
+            ys, xs = (regions[n] == lab).nonzero(as_tuple=True)
+            if ys.numel():
+                y0, y1, x0, x1 = int(ys.min()), int(ys.max()), int(xs.min()), int(xs.max())
+                peaks[lab] = (y0 + (y1 - y0 + 1) // 2, x0 + (x1 - x0 + 1) // 2)
+        claims = {}
+        for qy, qx in (regions[n] > 0).nonzero().tolist():
+            lab = int(regions[n, qy, qx])
+            for i in range(-r, r + 1):
+                for j in range(-r, r + 1):
+                    py, px = qy + i, qx + j
+                    if 0 <= py < h and 0 <= px < w and int(cells[n, py, px]) == q[i + r, j + r]:
+                        claims.setdefault((py, px), set()).add(lab)
+        for (py, px), labs in claims.items():
+            dist = {lab: (py - peaks[lab][0]) ** 2 + (px - peaks[lab][1]) ** 2 for lab in labs}
+            out[n, py, px] = min(labs, key=lambda lab: (dist[lab], lab))
     return out
+
+
+def test_tables_are_the_lectures():
+    assert voting_filter().tolist() == LECTURE_TABLE
+    assert query_filter().tolist() == LECTURE_QUERY
+    big = VoteConfig(inner_size=3, outer_size=9)
+    assert torch.equal(voting_filter(big), scaled(LECTURE_TABLE, big))
+    assert torch.equal(query_filter(big), scaled(LECTURE_QUERY, big))
 
 
 # ---- geometry and ground truth --------------------------------------------------------------
@@ -91,11 +149,11 @@ def test_assign_vote_cells_hand_made():
     m[5, :] = 9  # 11 pixels in a row, centroid (5, 5): the ends are 5 away -> abstain
     m[6, 0] = -1  # ignored
     cells = assign_vote_cells(m, ignore_index=-100)
-    # block: offsets centroid - pixel (1,1)->8, (1,0)->7, (0,1)->5, (0,0)->4
-    assert cells[1:3, 1:3].tolist() == [[8, 7], [5, 4]]
-    # row: offsets +5 +4 +3 +2 +1 0 -1 -2 -3 -4 -5 along x -> abstain, outer (0,1) = 13,
-    # inner (0,1) = 5, 4, inner (0,-1) = 3, outer (0,-1) = 12, abstain
-    assert cells[5].tolist() == [17, 13, 13, 13, 5, 4, 3, 12, 12, 12, 17]
+    # block: offsets centroid - pixel (1,1) SE -> 6, (1,0) S -> 5, (0,1) E -> 7, (0,0) -> 0
+    assert cells[1:3, 1:3].tolist() == [[6, 5], [7, 0]]
+    # row: offsets +5 +4 +3 +2 +1 0 -1 -2 -3 -4 -5 along x -> abstain, outer E = 15,
+    # inner E = 7, 0, inner W = 3, outer W = 11, abstain
+    assert cells[5].tolist() == [17, 15, 15, 15, 7, 0, 3, 11, 11, 11, 17]
     assert cells[6, 0] == -100
     assert (cells[0] == 17).all() and (cells[6, 1:] == 17).all()
     # an L shape whose centroid is outside it: pixels (0,0),(0,1),(0,2),(1,0),(2,0), centroid
@@ -103,11 +161,11 @@ def test_assign_vote_cells_hand_made():
     m2 = torch.zeros(3, 3, dtype=torch.int32)
     m2[0, :] = 1
     m2[:, 0] = 1
-    assert assign_vote_cells(m2).tolist() == [[8, 7, 6], [5, 17, 17], [2, 17, 17]]
+    assert assign_vote_cells(m2).tolist() == [[6, 5, 4], [7, 17, 17], [8, 17, 17]]
     # outer cell diagonals: a pixel 3 up-left of a 1-pixel-wide diagonal's centroid
     m3 = torch.zeros(7, 7, dtype=torch.int64)
     m3[torch.arange(7), torch.arange(7)] = 2  # centroid (3, 3)
-    assert assign_vote_cells(m3).diagonal().tolist() == [16, 16, 8, 4, 0, 9, 9]
+    assert assign_vote_cells(m3).diagonal().tolist() == [14, 14, 6, 0, 2, 10, 10]
 
 
 def test_assign_vote_cells_batch_and_ids():
@@ -116,7 +174,7 @@ def test_assign_vote_cells_batch_and_ids():
     m[1, 4, 4] = 1000
     m[1, 4, 3] = 1000  # centroid (4, 3.5) -> (4, 4)
     cells = assign_vote_cells(m)
-    assert cells[0, 0, 0] == 4 and cells[1, 4, 4] == 4 and cells[1, 4, 3] == 5
+    assert cells[0, 0, 0] == 0 and cells[1, 4, 4] == 0 and cells[1, 4, 3] == 7
     assert assign_vote_cells(torch.zeros(4, 6, dtype=torch.int64)).eq(17).all()
     assert assign_vote_cells(torch.zeros(0, 6, dtype=torch.int64)).shape == (0, 6)
     with pytest.raises(TypeError, match="integer"):
@@ -136,18 +194,23 @@ def test_votes_match_slow_loop(config):
     torch.testing.assert_close(fast, slow_votes(config, probs))
 
 
-def test_votes_conserve_mass_inside_image():
+def test_votes_at_the_border_as_the_reference():
     probs = torch.zeros(1, 18, 20, 20)
-    probs[0, 12, 10, 10] = 1.0  # outer (0, -1): block centred at (10, 7)
+    probs[0, 11, 10, 10] = 1.0  # outer W: block centred at (10, 7)
     heat = accumulate_votes(probs)
     assert heat.sum().item() == pytest.approx(1.0)
     assert torch.allclose(heat[0, 0, 9:12, 6:9], torch.full((3, 3), 1 / 9))
-    probs[0, 12, 10, 10] = 0.0
-    probs[0, 9, 0, 0] = 1.0  # outer (-1, -1) of a corner: block centre (-3, -3), all outside
-    probs[0, 16, 17, 17] = 1.0  # outer (1, 1): centre (20, 20) outside, 1 of 9 pixels inside
+    probs[0, 11, 10, 10] = 0.0
+    probs[0, 10, 0, 0] = 1.0  # outer NW of a corner: centre (-3, -3), all outside
+    probs[0, 14, 17, 17] = 1.0  # outer SE: centre (20, 20) outside, 1 of 9 pixels inside: dropped
+    probs[0, 14, 16, 17] = 1.0  # centre (19, 20) outside, 2 pixels inside: dropped
+    assert accumulate_votes(probs).sum().item() == 0.0
+    probs[0, 14, 16, 16] = 1.0  # centre (19, 19) inside: its 4 pixels inside keep 1/9 each
     heat = accumulate_votes(probs)
-    assert heat.sum().item() == pytest.approx(1 / 9)
-    assert heat[0, 0, 19, 19].item() == pytest.approx(1 / 9)
+    assert heat.sum().item() == pytest.approx(4 / 9)
+    assert torch.allclose(heat[0, 0, 18:, 18:], torch.full((2, 2), 1 / 9))
+    probs[0, 2, 0, 5] = 1.0  # inner NW of a top pixel: outside
+    assert accumulate_votes(probs).sum().item() == pytest.approx(4 / 9)
     with pytest.raises(ValueError, match=r"\[B, 18, H, W\]"):
         accumulate_votes(torch.zeros(1, 17, 4, 4))
 
@@ -171,15 +234,17 @@ def test_connected_components_partition():
                 seen[y, x] = count
                 while stack:
                     cy, cx = stack.pop()
-                    for dy in (-1, 0, 1):
-                        for dx in (-1, 0, 1):
-                            py, px = cy + dy, cx + dx
-                            if 0 <= py < 17 and 0 <= px < 23 and mask[py, px] and not seen[py, px]:
-                                seen[py, px] = count
-                                stack.append((py, px))
+                    for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):  # 4-connected
+                        py, px = cy + dy, cx + dx
+                        if 0 <= py < 17 and 0 <= px < 23 and mask[py, px] and not seen[py, px]:
+                            seen[py, px] = count
+                            stack.append((py, px))
     assert n == count
     assert torch.equal(labels, seen)  # raster order of first pixels, as the flood fill
     assert connected_components(torch.zeros(3, 4, dtype=torch.bool))[1] == 0
+    # diagonal neighbours are separate components (scipy.ndimage.label's default structure)
+    diag = torch.eye(4, dtype=torch.bool)
+    assert connected_components(diag)[1] == 4
 
 
 def test_find_peak_regions_filters():
@@ -212,15 +277,47 @@ def test_backproject_matches_slow_loop(config):
     assert torch.equal(out, ref)
 
 
-def test_backproject_ties_go_to_lowest_label():
-    cells = torch.full((1, 7, 7), 17)
-    cells[0, 3, 3] = 13  # outer (0, 1): block rows 2..4, cols 5..7
-    regions = torch.zeros(1, 7, 7, dtype=torch.int64)
-    regions[0, 2, 5] = 2
-    regions[0, 4, 6] = 1
-    assert pcv_backproject(cells, regions, 2)[0, 3, 3] == 1
-    regions[0, 3, 5] = 2
-    assert pcv_backproject(cells, regions, 2)[0, 3, 3] == 2
+def test_backproject_query_filter_5x5_by_hand():
+    """A one-pixel peak at the centre of a 5 x 5 image (no dilation: inner_size 1). The votes
+    that point at it are the centre 5 x 5 of the query filter; four pixels vote otherwise."""
+    votes = torch.tensor(
+        [
+            [14, 13, 17, 13, 12],  # (0, 2) abstains (it should vote 13)
+            [15, 6, 5, 7, 11],  # (1, 3) votes E (7), which misses the peak (it should vote 4)
+            [15, 7, 0, 3, 16],  # (2, 4) votes the NE block (16) instead of 11
+            [15, 8, 1, 2, 11],
+            [16, 9, 9, 17, 10],  # (4, 3) abstains
+        ]
+    )
+    regions = torch.zeros(5, 5, dtype=torch.int64)
+    regions[2, 2] = 1
+    expected = [
+        [1, 1, 0, 1, 1],
+        [1, 1, 1, 0, 1],
+        [1, 1, 1, 1, 0],
+        [1, 1, 1, 1, 1],
+        [1, 1, 1, 0, 1],
+    ]
+    assert pcv_backproject(votes, regions, 1).tolist() == expected
+    assert torch.equal(
+        pcv_backproject_reference(votes[None], regions[None], 1, 1, 3)[0],
+        torch.tensor(expected),
+    )
+
+
+def test_backproject_contested_pixel_goes_to_the_nearest_peak():
+    cells = torch.full((1, 6, 8), 17)
+    cells[0, 2, 1] = 15  # outer E block: rows 1..3, cols 3..5
+    regions = torch.zeros(1, 6, 8, dtype=torch.int64)
+    regions[0, 1, 3:6] = 1  # 3 pixels in the block, peak (bounding-box centre) (1, 4)
+    regions[0, 3, 3] = 2  # 1 pixel in the block, peak (3, 3): nearer to (2, 1)
+    assert pcv_backproject(cells, regions, 2)[0, 2, 1] == 2
+    regions[0, 3, 3] = 0
+    regions[0, 3, 5] = 2  # peak (3, 5): distance^2 17 against 10
+    assert pcv_backproject(cells, regions, 2)[0, 2, 1] == 1
+    regions[0, 1, 3:6] = 0
+    regions[0, 1, 5] = 1  # peaks (1, 5) and (3, 5): equally far, the lower label wins
+    assert pcv_backproject(cells, regions, 2)[0, 2, 1] == 1
 
 
 def test_backproject_opcheck():
@@ -240,6 +337,8 @@ def test_backproject_empty_and_errors():
         pcv_backproject(cells, torch.zeros(4, 5, dtype=torch.int64), 1)
     with pytest.raises(TypeError, match="int64"):
         pcv_backproject(cells, cells.int(), 1)
+    with pytest.raises(ValueError, match="above num_regions"):
+        pcv_backproject(cells, cells + 2, 1)
     with pytest.raises(ValueError, match=r"\[H, W\]"):
         pcv_backproject(cells[0], cells[0], 1)
     with pytest.raises(RuntimeError, match="regions"):  # the fake kernel's message

@@ -13,6 +13,8 @@ from segmentation_ros.data.synthetic import write_dataset
 from segmentation_ros.data.transforms import collate
 from segmentation_ros.models import build_model, get_config, load_checkpoint, preprocess
 from segmentation_ros.models.config import with_input_size
+from segmentation_ros.models.pcv_losses import pcv_targets
+from segmentation_ros.ops.pcv_voting import assign_vote_cells
 from segmentation_ros.postprocess.yolact import postprocess_yolact
 from segmentation_ros.tools.train import main as train_main
 from segmentation_ros.train.finetune import load_for_finetuning
@@ -277,14 +279,44 @@ def test_cli_trains_resumes_and_reports_errors(tmp_path, capsys):
     assert "re-initialised (shape differs" in capsys.readouterr().out
 
 
-def test_pcv_model_trains(dataset, tmp_path):
-    model = _model(dataset, "pcv_mobilenetv3")
+def test_pcv_model_learns_to_vote(tmp_path):
+    """PCV on a fixed set of 2 scenes: the loss falls and the vote head learns the cells (the
+    lecture's table, `assign_vote_cells`) instead of predicting one class ("abstain", the class
+    of every stuff pixel) everywhere. With the plain mean of the pixel loss instead of the
+    reference's weight mask, the same run gets 19 % of the voting pixels right (3 classes
+    predicted in all); with it, 47 % (9 classes)."""
+    dataset = SyntheticSceneDataset([0, 1], width=144, height=108)
+    torch.manual_seed(0)
+    model = build_training_model("pcv_mobilenetv3", dataset.categories, (96, 128))
     assert model.stuff_names == dataset.categories.stuff_names
-    config = TrainConfig(steps=2, batch_size=2, warmup_steps=0, log_every=0)
+    config = TrainConfig(
+        steps=80,
+        batch_size=2,
+        lr=2e-3,
+        optimizer="adamw",
+        schedule="constant",
+        warmup_steps=0,
+        log_every=0,
+        augment=False,
+    )
     trainer = Trainer(model, dataset, out_dir=tmp_path, config=config)
     assert trainer.priors is None
-    loader = iter(trainer._loader())
-    first = trainer.train_step(next(loader))
-    second = trainer.train_step(next(loader))
-    assert {n for n, _ in first.items()} == {"semantic", "pcv"}
-    assert torch.isfinite(first.total) and torch.isfinite(second.total)
+    batch = collate([trainer.training_set[i] for i in range(2)])
+
+    def evaluate():
+        total, losses = _batch_loss(trainer, batch)
+        with torch.no_grad():
+            votes = trainer.model(batch.images).votes
+        cells = assign_vote_cells(pcv_targets(batch.targets, tuple(votes.shape[-2:])))
+        voting = (cells >= 0) & (cells < 17)  # instance pixels within reach of their centroid
+        predicted = votes.argmax(dim=1)
+        return total, losses, voting, (predicted[voting] == cells[voting]).float().mean()
+
+    before, losses, voting, accuracy_before = evaluate()
+    assert {n for n, _ in losses.items()} == {"semantic", "pcv"}
+    assert int(voting.sum()) >= 40  # enough instance pixels for the accuracy to mean something
+    result = trainer.fit()
+    after, losses, _, accuracy = evaluate()
+    assert result.step == 80 and result.skipped_steps == 0
+    assert after < 0.2 * before, (before, after)
+    assert accuracy > 0.35 and accuracy > 3 * accuracy_before, (accuracy_before, accuracy)

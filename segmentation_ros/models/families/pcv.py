@@ -81,7 +81,7 @@ class PCVFamily(ModelFamily):
         return postprocess
 
     def losses(self, model, outputs, targets, priors, loss_config, *, generator=None):
-        from segmentation_ros.models.losses import pcv_losses
+        from segmentation_ros.models.pcv_losses import pcv_losses
 
         return pcv_losses(outputs, targets, loss_config, vote_config=model.config.vote)
 

@@ -1,18 +1,19 @@
 """Triton kernel for `segros::pcv_backproject` (see `segmentation_ros.ops.pcv_voting`).
 
-Back-projection ("query filter"): pixel p gets the peak-region label with the most pixels in
-the cell p voted for, ties to the lowest label, 0 when p abstains or the cell holds no region
-pixel. The reference goes from region pixels to voters (sparse); a GPU prefers the dense,
-gather-only direction: one program per block of BLOCK pixels p, each
+Back-projection: pixel p is claimed by every peak region with a pixel in the cell p voted for
+(the query filter, placed on that region pixel, names p's vote at p); p gets the claiming
+region whose peak (`peak_centres`: centre of its bounding box) is nearest, ties to the lowest
+label; 0 when p abstains or its cell holds no region pixel. The reference places the query
+filter on region pixels (sparse); a GPU prefers the equivalent dense, gather-only direction:
+one program per block of BLOCK pixels p, each
 - reads its vote k (abstain, or any value outside 0..16: the pixel gets 0) and the geometry of
   cell k (centre offset and block size) from a [17, 3] table built from
   `VoteConfig(inner_size, outer_size).cell_geometry()`;
 - gathers the labels of the cell's pixels into a [BLOCK, SLOTS] tile: slot s is position
   (s // S - S // 2, s % S - S // 2) of an S x S window (S = outer_size, the largest block);
-  slots outside the cell's own block or outside the image read 0 (they count for nothing);
-- counts, for every slot, how many slots hold the same label (S^2 passes comparing the tile
-  with one gathered column: O(S^4) compares per pixel, 81 x 16 for the default S = 3);
-- takes the largest count and, among the slots reaching it, the smallest label.
+  slots outside the cell's own block or outside the image read 0 (no region);
+- gathers the peak of each slot's label and keeps the smallest key
+  squared distance * (R + 1) + label.
 No atomics and no scratch memory; the result is exactly the reference's (integers).
 """
 
@@ -23,7 +24,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from segmentation_ros.ops.pcv_voting import VoteConfig, _check_backproject
+from segmentation_ros.ops.pcv_voting import VoteConfig, _check_backproject, peak_centres
 from segmentation_ros.ops.triton._device import device_guard
 
 __all__ = ["pcv_backproject_triton"]
@@ -31,7 +32,7 @@ __all__ = ["pcv_backproject_triton"]
 # Pixels per program.
 BLOCK = 128
 
-_NO_LABEL = tl.constexpr(2**63 - 1)  # larger than every label, for the min over tied slots
+_NO_KEY = tl.constexpr(2**63 - 1)  # larger than every key, for the min over the slots
 
 
 @triton.jit
@@ -39,8 +40,10 @@ def _pcv_backproject_kernel(
     cells_ptr,  # int64 [B, H, W]
     regions_ptr,  # int64 [B, H, W]
     geometry_ptr,  # int32 [NUM_CELLS, 3]: centre dy, centre dx, block size; contiguous
+    centres_ptr,  # int64 [B, R + 1, 2]: peak (y, x) of each label; contiguous
     out_ptr,  # int64 [B, H, W], contiguous
     num_pixels,  # B * H * W
+    num_labels,  # R + 1
     height,
     width,
     stride_cb,
@@ -79,23 +82,16 @@ def _pcv_backproject_kernel(
     label = tl.load(region_base[:, None] + qy * stride_rh + qx * stride_rw, mask=ok, other=0)
     label = tl.where(label > 0, label, 0)  # 0 = no region (negative ids count as none)
 
-    # count[p, s] = slots of p's cell holding label[p, s].
-    count = tl.zeros([BLOCK, SLOTS], dtype=tl.int32)
-    for t in range(SIZE * SIZE):
-        ty = t // SIZE - SIZE // 2
-        tx = t % SIZE - SIZE // 2
-        ty_p = cy + ty
-        tx_p = cx + tx
-        ok_t = voted & (tl.abs(ty) <= half) & (tl.abs(tx) <= half)
-        ok_t = ok_t & (ty_p >= 0) & (ty_p < height) & (tx_p >= 0) & (tx_p < width)
-        label_t = tl.load(region_base + ty_p * stride_rh + tx_p * stride_rw, mask=ok_t, other=0)
-        count += (label == label_t[:, None]).to(tl.int32)
-    count = tl.where(label > 0, count, 0)
-
-    best = tl.max(count, axis=1)
-    tied = (count == best[:, None]) & (label > 0)
-    winner = tl.min(tl.where(tied, label, _NO_LABEL), axis=1)
-    tl.store(out_ptr + p, tl.where(best > 0, winner, 0), mask=p_ok)
+    # Nearest peak among the labels in the cell, ties to the lowest label.
+    centre = centres_ptr + (b[:, None] * num_labels + label) * 2
+    has = label > 0
+    py = tl.load(centre, mask=has, other=0)
+    px = tl.load(centre + 1, mask=has, other=0)
+    dy = y[:, None] - py
+    dx = x[:, None] - px
+    key = (dy * dy + dx * dx) * num_labels + label
+    best = tl.min(tl.where(has, key, _NO_KEY), axis=1)
+    tl.store(out_ptr + p, tl.where(best < _NO_KEY, best % num_labels, 0), mask=p_ok)
 
 
 def pcv_backproject_triton(
@@ -110,6 +106,7 @@ def pcv_backproject_triton(
     if out.numel() == 0 or num_regions == 0:
         return out
     geometry = torch.tensor(config.cell_geometry(), dtype=torch.int32).to(cells.device)
+    centres = peak_centres(regions, num_regions).contiguous()
     _, height, width = cells.shape
     grid = (triton.cdiv(out.numel(), BLOCK),)
     with device_guard(cells):
@@ -117,8 +114,10 @@ def pcv_backproject_triton(
             cells,
             regions,
             geometry,
+            centres,
             out,
             out.numel(),
+            num_regions + 1,
             height,
             width,
             *cells.stride(),

@@ -10,7 +10,7 @@ from segmentation_ros.ops.triton.pcv_backproject import BLOCK, pcv_backproject_t
 
 def random_maps(gen, shape, num_regions):
     """Votes with abstain (17), out-of-range (18, 19, -1) values; sparse region labels with
-    few labels (many ties) and some negative ids (no region)."""
+    few labels (many contested pixels and ties) and some negative ids (no region)."""
     cells = torch.randint(-1, 20, shape, generator=gen)
     regions = torch.randint(-1, num_regions + 1, shape, generator=gen)
     regions = regions * (torch.rand(shape, generator=gen) < 0.5)
@@ -37,23 +37,24 @@ def test_matches_reference(shape, inner_size):
 
 
 def test_dense_regions_ties():
-    # Every pixel in a region with two labels: most cells hold a tie or a near tie.
+    # Every pixel in a region with two labels: most cells are contested.
     gen = torch.Generator().manual_seed(4)
     cells = torch.randint(0, 17, (1, 8, 9), generator=gen)
     regions = torch.randint(1, 3, (1, 8, 9), generator=gen)
     check(cells, regions, 2)
 
 
-def test_ties_go_to_lowest_label():
+def test_nearest_peak_and_ties():
     cells = torch.full((1, 7, 7), 17)
-    cells[0, 3, 3] = 13  # outer cell (0, 1): block rows 2..4, cols 5..7 (7 is outside)
+    cells[0, 3, 3] = 15  # outer E block: rows 2..4, cols 5..7 (7 is outside)
     regions = torch.zeros(1, 7, 7, dtype=torch.int64)
-    regions[0, 2, 5] = 2
-    regions[0, 4, 6] = 1
-    regions[0, 3, 2] = 2  # outside the cell: counts for nothing
-    assert check(cells, regions, 2)[0, 3, 3] == 1
-    regions[0, 3, 5] = 2
-    assert check(cells, regions, 2)[0, 3, 3] == 2
+    regions[0, 2, 5] = 2  # peak (2, 5): distance^2 5
+    regions[0, 4, 6] = 1  # peak (4, 6): distance^2 10
+    regions[0, 3, 2] = 3  # outside the cell: claims nothing
+    assert check(cells, regions, 3)[0, 3, 3] == 2
+    regions[0, 4, 6] = 0
+    regions[0, 4, 5] = 1  # peak (4, 5): distance^2 5, a tie: the lower label
+    assert check(cells, regions, 3)[0, 3, 3] == 1
 
 
 def test_abstaining_pixels_get_zero():
