@@ -62,6 +62,8 @@ class MaskRCNNConfig:
     rpn_*: proposals kept before / after the RPN's NMS per image, in training / at test.
     box_*: RoI samples per image in training, score threshold and NMS IoU of the final boxes,
         detections per image. representation_size: the box head's MLP width.
+        The graph keeps any class score (box_score_thresh 0, torchvision: 0.05): the postprocess
+        thresholds per frame, and a traced graph (ONNX) must never see an empty NMS input.
     mask_head_layers: channels of the FCN mask head's 3x3 convs (torchvision: 4 x 256);
         mask_predictor_channels: its deconvolution; masks are 2 x mask_roi_size square.
     mask_iou: a Mask Scoring R-CNN MaskIoU head, its (conv, fc) widths `mask_iou_channels`
@@ -85,7 +87,7 @@ class MaskRCNNConfig:
     rpn_pre_nms_top_n_test: int = 500
     rpn_post_nms_top_n_test: int = 200
     box_batch_size_per_image: int = 128
-    box_score_thresh: float = 0.05
+    box_score_thresh: float = 0.0
     box_nms_thresh: float = 0.5
     box_detections_per_img: int = 50
     representation_size: int = 512

@@ -160,6 +160,8 @@ class ScoredRoIHeads(RoIHeads):
             iou = self.mask_iou_head(roi, probs[:, None])[index, label]
         else:
             iou = torch.ones_like(label, dtype=probs.dtype)
+        if len(boxes) == 1:  # no split: a traced graph must not fix the detection count
+            return [Detections(boxes[0], scores[0], labels[0], probs, iou)]
         counts = [int(b.shape[0]) for b in boxes]
         return [
             Detections(b, s, lab, p, i)
