@@ -85,9 +85,11 @@ class MaskIoUHead(nn.Module):
             nn.ReLU(inplace=True),
         )
         self.predictor = nn.Linear(fc_channels, num_classes)
+        # He init by fan-in everywhere (a fan-out init of the 6272-input FC blows its outputs
+        # up); the IoU predictor starts near 0.
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 nn.init.zeros_(m.bias)
         nn.init.normal_(self.predictor.weight, std=0.01)
 
