@@ -48,7 +48,7 @@ def _size(text: str) -> tuple[int, int]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segmentation-ros-train",
-        description="Train a YOLACT / YOLACT++ / panoptic YOLACT / PCV model.",
+        description="Train a YOLACT / YOLACT++ / panoptic YOLACT / PCV / Mask R-CNN model.",
     )
     p.add_argument("--model", default="", help="architecture name (optional with --resume)")
     p.add_argument("--data", required=True, help=f"data set: {' | '.join(DATA_SPECS)}")
