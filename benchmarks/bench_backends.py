@@ -46,9 +46,12 @@ COMBINATIONS = [
 
 
 def model_checkpoint(name: str, folder: Path) -> str:
-    """'' for the embedded default model; otherwise a random-weight checkpoint file."""
+    """'' for the embedded default model; a checkpoint file as given (e.g. a trained Mask
+    R-CNN: `--models default runs/mrcnn/last.pt`); otherwise a random-weight checkpoint file."""
     if name == "default":
         return ""
+    if name.endswith((".pt", ".pth")) and Path(name).is_file():
+        return name
     from bench_yolact import make_model
 
     from segmentation_ros.models import save_checkpoint

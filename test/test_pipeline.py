@@ -169,8 +169,9 @@ def test_yolact_frame_all_outputs(checkpoints):
         pipeline.process(image, OutputRequest(), dataclasses.replace(LOW, class_filter=("tree",)))
 
 
-def test_panoptic_frame_drivable_and_grid(checkpoints):
-    pipeline = SegmentationPipeline.from_checkpoint(checkpoints["panoptic"])
+@pytest.mark.parametrize("kind", ["panoptic", "mask_rcnn"])
+def test_panoptic_frame_drivable_and_grid(checkpoints, kind):
+    pipeline = SegmentationPipeline.from_checkpoint(checkpoints[kind])
     assert pipeline.classes.names == STUFF + THINGS and pipeline.classes.num_stuff == 3
     result = pipeline.process(_image(1), OutputRequest.all(), LOW, camera=CAMERA)
     seg = result.segments

@@ -13,8 +13,9 @@ STUFF = ("road", "grass", "sky")
 
 
 def save_tiny_checkpoints(folder: Path, *, input_size=(64, 64), seed: int = 0) -> dict[str, Path]:
-    """{"yolact", "panoptic", "pcv"} -> path: yolact_mobilenetv3, panoptic_yolact_mobilenetv3
-    and pcv_mobilenetv3 with THINGS (and STUFF) at `input_size`, random weights."""
+    """{"yolact", "panoptic", "pcv", "mask_rcnn"} -> path: yolact_mobilenetv3,
+    panoptic_yolact_mobilenetv3, pcv_mobilenetv3 and mask_rcnn_mobilenetv3 with THINGS (and
+    STUFF) at `input_size`, random weights."""
     from segmentation_ros.models import build_model, get_config, save_checkpoint, with_input_size
 
     torch.manual_seed(seed)
@@ -25,11 +26,26 @@ def save_tiny_checkpoints(folder: Path, *, input_size=(64, 64), seed: int = 0) -
         "yolact": folder / "tiny_yolact.pt",
         "panoptic": folder / "tiny_panoptic.pt",
         "pcv": folder / "tiny_pcv.pt",
+        "mask_rcnn": folder / "tiny_mask_rcnn.pt",
     }
     save_checkpoint(paths["yolact"], build_model(config))
     _save_panoptic(paths["panoptic"], input_size)
     _save_pcv(paths["pcv"], input_size)
+    _save_mask_rcnn(paths["mask_rcnn"], input_size)
     return paths
+
+
+def _save_mask_rcnn(path: Path, input_size) -> None:
+    from segmentation_ros.models import family_of, get_config, save_checkpoint
+
+    family = family_of("mask_rcnn")
+    config = family.with_classes(
+        get_config("mask_rcnn_mobilenetv3"), stuff_names=STUFF, thing_names=THINGS
+    )
+    model = family.build(family.with_input_size(config, input_size))
+    # Confident masks (random mask logits hover at 0 and lose every pixel to stuff in the fusion).
+    torch.nn.init.constant_(model.detector.roi_heads.mask_predictor.mask_fcn_logits.bias, 4.0)
+    save_checkpoint(path, model)
 
 
 def _save_pcv(path: Path, input_size) -> None:

@@ -10,7 +10,8 @@ Registered: the official yolact_base (ResNet-101), yolact_resnet50, yolact_darkn
 yolact_plus_base, yolact_plus_resnet50 (550 x 550, COCO), the light yolact_mobilenetv3 and
 yolact_resnet18 (320 x 320), and the panoptic panoptic_yolact_mobilenetv3 (320) and
 panoptic_yolact_resnet50 (550), and Pixel Consensus Voting pcv_mobilenetv3 (320) and
-pcv_resnet50 (550). The registry is filled once, at import, by `register_model`.
+pcv_resnet50 (550), and Mask R-CNN mask_rcnn_mobilenetv3 (240 x 320) and mask_rcnn_resnet50
+(torchvision's layout, 480 x 640). The registry is filled once, at import, by `register_model`.
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ import dataclasses
 from collections.abc import Callable
 
 from . import config as _cfg
+from . import mask_rcnn as _mrcnn
 from . import panoptic_yolact as _pan
 from . import pcv as _pcv
 from .config import YolactConfig
 from .family import family_of
+from .mask_rcnn import MaskRCNNConfig
 from .panoptic_yolact import PanopticYolactConfig
 from .pcv import PCVConfig
 from .yolact import Yolact
 
-ModelConfig = YolactConfig | PanopticYolactConfig | PCVConfig
+ModelConfig = YolactConfig | PanopticYolactConfig | PCVConfig | MaskRCNNConfig
 
 _REGISTRY: dict[str, Callable[[], ModelConfig]] = {}
 
@@ -136,3 +139,13 @@ def _pcv_mobilenetv3() -> PCVConfig:
 @register_model("pcv_resnet50")
 def _pcv_resnet50() -> PCVConfig:
     return _pcv.PCV_RESNET50
+
+
+@register_model("mask_rcnn_mobilenetv3")
+def _mask_rcnn_mobilenetv3() -> MaskRCNNConfig:
+    return _mrcnn.MASK_RCNN_MOBILENETV3
+
+
+@register_model("mask_rcnn_resnet50")
+def _mask_rcnn_resnet50() -> MaskRCNNConfig:
+    return _mrcnn.MASK_RCNN_RESNET50

@@ -28,6 +28,7 @@ MODEL_CONFIGS: dict[str, str] = {
     "yolact_plus": "yolact_plus.yaml",
     "panoptic": "panoptic.yaml",
     "pcv": "pcv.yaml",
+    "mask_rcnn": "mask_rcnn.yaml",
 }
 
 DEFAULT_CAMERA = "/camera/image_raw"

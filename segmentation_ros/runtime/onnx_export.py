@@ -3,7 +3,10 @@
 The dynamo exporter at opset 19 or later: our deformable convolution becomes the standard ONNX
 `DeformConv` (opset 19) through the translation in ops/deform_conv.py, so ONNX Runtime runs it
 without custom ops. Postprocess stays outside the graph: one postprocess serves every backend.
-Output names are the field names of the model's output NamedTuple.
+Output names are the field names of the model's output NamedTuple. A model that declares
+`onnx_exporter = "torchscript"` (Mask R-CNN: torchvision's NMS has data-dependent shapes) goes
+through the TorchScript-based exporter instead (RoIAlign -> ONNX RoiAlign, NMS ->
+NonMaxSuppression).
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ def export_onnx(
     output_type = model_output_type(model)
     parameter = next(model.parameters())
     example = torch.zeros(batch_size, 3, *input_size, device=parameter.device)
+    if getattr(model, "onnx_exporter", "dynamo") == "torchscript":
+        return _export_torchscript(model, example, path, output_type, opset)
     program = torch.onnx.export(
         model,
         (example,),
@@ -66,4 +71,24 @@ def export_onnx(
         verbose=False,
     )
     program.save(str(path))
+    return path
+
+
+def _export_torchscript(model: nn.Module, example, path: Path, output_type, opset: int) -> Path:
+    """The TorchScript-based exporter, for a model that declares `onnx_exporter =
+    "torchscript"` (torchvision's detectors: their NMS has data-dependent shapes that
+    torch.export refuses; torchvision's symbolics turn roi_align into ONNX RoiAlign and nms into
+    NonMaxSuppression). `model.onnx_dynamic_outputs`: output name -> its data-dependent axis."""
+    dynamic = {name: {axis: "detections"} for name, axis in model.onnx_dynamic_outputs.items()}
+    with torch.no_grad():
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["images"],
+            output_names=list(output_type._fields),
+            dynamic_axes=dynamic,
+        )
     return path

@@ -70,7 +70,7 @@ def _fractions(text: str) -> tuple[float, ...]:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segmentation-ros-train",
-        description="Train a YOLACT / YOLACT++ / panoptic YOLACT / PCV model.",
+        description="Train a YOLACT / YOLACT++ / panoptic YOLACT / PCV / Mask R-CNN model.",
     )
     p.add_argument("--recipe", type=Path, help="YAML file of options (flags override it)")
     p.add_argument("--model", default="", help="architecture name (optional with --resume)")

@@ -94,7 +94,9 @@ def evaluate_checkpoint(
             image_ids.append(sample.image_id)
             things = result.segments[result.segments.is_thing]
             masks = result.id_map[None] == things.ids[:, None, None]
-            detections += instances_to_coco_results(sample.image_id, masks, things.scores,
+            # Masks rank by their mask score (YOLACT++ / Mask Scoring R-CNN: class score x
+            # predicted IoU; the class score for models without a mask-IoU head).
+            detections += instances_to_coco_results(sample.image_id, masks, things.mask_scores,
                                                     things.class_ids,
                                                     category_ids=range(len(classes)))  # fmt: skip
         known = sample.semantic != void_label

@@ -19,7 +19,7 @@ SIZE = (64, 64)
 
 def test_every_registered_model_belongs_to_exactly_one_family():
     registered = all_families()
-    assert [f.kind for f in registered] == ["yolact", "panoptic_yolact", "pcv"]
+    assert [f.kind for f in registered] == ["yolact", "panoptic_yolact", "pcv", "mask_rcnn"]
     for name in available_models():
         config = get_config(name)
         owners = [f for f in registered if type(config) is f.config_type]
@@ -33,7 +33,13 @@ def test_every_registered_model_belongs_to_exactly_one_family():
 
 
 @pytest.mark.parametrize(
-    "name", ["yolact_mobilenetv3", "panoptic_yolact_mobilenetv3", "pcv_mobilenetv3"]
+    "name",
+    [
+        "yolact_mobilenetv3",
+        "panoptic_yolact_mobilenetv3",
+        "pcv_mobilenetv3",
+        "mask_rcnn_mobilenetv3",
+    ],
 )
 def test_family_round_trip_build_save_load_postprocess(tmp_path, name):
     family = family_of(get_config(name))
@@ -82,8 +88,10 @@ def test_family_round_trip_build_save_load_postprocess(tmp_path, name):
 
 def test_official_weights_go_to_the_part_the_family_names():
     """Official YOLACT state dicts load into a YOLACT model, a panoptic model's `yolact` and a
-    PCV model's backbone + FPN (key prefixes of the whole model's state dict)."""
-    for name in ("yolact_mobilenetv3", "panoptic_yolact_mobilenetv3", "pcv_mobilenetv3"):
+    PCV model's backbone + FPN, torchvision's Mask R-CNN weights into a Mask R-CNN model's
+    detector (key prefixes of the whole model's state dict)."""
+    names = ("yolact_mobilenetv3", "panoptic_yolact_mobilenetv3", "pcv_mobilenetv3")
+    for name in (*names, "mask_rcnn_mobilenetv3"):
         config = get_config(name)
         model = family_of(config).build(config)
         part, prefix = family_of(config).official_part(model)

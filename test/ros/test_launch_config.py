@@ -224,6 +224,7 @@ def test_node_becomes_active_with_each_model_config(start_process, ros_node, che
             {"model": "tiny_yolact_plus", "backend": "torch"},
         ),
         "pcv": (checkpoints["pcv"], {}),
+        "mask_rcnn": (checkpoints["mask_rcnn"], {}),
     }
     processes = {}
     for model, (checkpoint, overrides) in cases.items():

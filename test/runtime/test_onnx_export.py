@@ -20,7 +20,13 @@ from segmentation_ros.runtime.onnx_export import export_onnx
 # Every registered config, at a small input so that the export stays quick (the graphs are
 # the same at any size; 128 keeps every FPN level at least 1 pixel for the deepest configs).
 SIZES = {"yolact_plus_resnet50": (256, 256)}
-CASES = [(name, SIZES.get(name, (96, 128))) for name in available_models()]
+# Mask R-CNN's graph ends after NMS (its outputs are detections, whose order random weights make
+# fragile): test/models/test_mask_rcnn.py checks it on a model with well separated scores.
+CASES = [
+    (name, SIZES.get(name, (96, 128)))
+    for name in available_models()
+    if not name.startswith("mask_rcnn")
+]
 
 
 @pytest.mark.parametrize("name,size", CASES, ids=[c[0] for c in CASES])

@@ -1,5 +1,5 @@
-"""segmentation-ros-predict on panoptic YOLACT and PCV checkpoints: the things as for YOLACT,
-plus the panoptic id map and its segments, all consistent with each other."""
+"""segmentation-ros-predict on panoptic YOLACT, PCV and Mask R-CNN checkpoints: the things as
+for YOLACT, plus the panoptic id map and its segments, all consistent with each other."""
 
 import cv2
 import numpy as np
@@ -27,7 +27,7 @@ def image_path(tmp_path_factory):
     return path
 
 
-@pytest.mark.parametrize("kind", ["panoptic", "pcv"])
+@pytest.mark.parametrize("kind", ["panoptic", "pcv", "mask_rcnn"])
 def test_predict_writes_the_panoptic_segmentation(tmp_path, checkpoints, image_path, kind):
     out = tmp_path / kind
     args = ["--checkpoint", str(checkpoints[kind]), "--score-threshold", "0", str(image_path)]
@@ -48,9 +48,10 @@ def test_predict_writes_the_panoptic_segmentation(tmp_path, checkpoints, image_p
     assert data["masks"].shape == (n, 90, 120) and data["boxes"].shape == (n, 4)
     np.testing.assert_array_equal(data["classes"], classes[is_thing])
     np.testing.assert_array_equal(data["scores"], scores[is_thing])
-    # PCV boxes are the pixel bounds. Panoptic YOLACT keeps the detection box; a fusion pixel
-    # (16 x 16 grid of the 64 x 64 input: 7.5 x 5.625 image pixels) is the instance's only
-    # where its centre is in the box, so its pixels reach at most one cell beyond the box.
+    # PCV boxes are the pixel bounds. Panoptic YOLACT and Mask R-CNN keep the detection box; a
+    # fusion pixel (16 x 16 grid of the 64 x 64 input: 7.5 x 5.625 image pixels) is the
+    # instance's only where its centre is in the box, so its pixels reach at most one cell
+    # beyond the box.
     cell = (0.0, 0.0) if kind == "pcv" else (120 / 16, 90 / 16)
     for mask, sid, box in zip(data["masks"], ids[is_thing], data["boxes"]):
         np.testing.assert_array_equal(mask, id_map == sid)

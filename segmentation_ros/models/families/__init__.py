@@ -6,3 +6,6 @@ from . import (
     pcv,  # noqa: F401  (registers "pcv": Pixel Consensus Voting)
     yolact,  # noqa: F401  (registers "yolact": YOLACT / YOLACT++)
 )
+
+# isort: split
+from . import mask_rcnn  # noqa: F401  (registers "mask_rcnn": torchvision's two-stage detector)

@@ -1,0 +1,175 @@
+"""The Mask R-CNN family: torchvision's two-stage detector (`models.mask_rcnn`), Mask Scoring
+R-CNN's mask IoU, and UPSNet's fusion with the semantic head (as the panoptic YOLACT).
+
+Raw outputs: `MaskRCNNOutputs` (detections after the RoI heads: boxes in input pixels, scores,
+classes, box-frame mask probabilities, predicted mask IoU; semantic logits). Postprocess: the
+settings' score threshold, an extra class-wise NMS at the settings' IoU (the graph's NMS ran at
+the config's), the masks pasted into the input frame (`paste_masks_in_image`, torchvision's),
+then `panoptic.fusion.fuse_instances`. Classes: stuff 0..S-1, things S..S+T-1.
+torchvision's `maskrcnn_resnet50_fpn` weights (a state-dict file) load into `model.detector`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from segmentation_ros.structures import ClassTable, Instances, PanopticResult
+
+from ..family import ModelFamily, PostprocessSettings, register_family
+from ..mask_rcnn import MaskRCNNConfig, MaskRCNNModel, MaskRCNNOutputs
+
+EXPORT_NOTES = (
+    "The graph runs the whole two-stage detector (RPN, RoIAlign as ONNX RoiAlign, per-class NMS "
+    "as NonMaxSuppression, the mask and MaskIoU heads) and the semantic head; it is exported "
+    "with the TorchScript-based exporter (torchvision's detection code has data-dependent "
+    "shapes). Mask pasting and the panoptic fusion run in torch after any backend."
+)
+
+
+def detections_to_instances(
+    raw: MaskRCNNOutputs,
+    config: MaskRCNNConfig,
+    image_size: tuple[int, int],
+    settings: PostprocessSettings,
+    input_size: tuple[int, int],
+) -> Instances:
+    """Image 0 of `raw` -> `Instances` (boxes in image pixels, masks pasted into the network
+    input frame, which covers the whole image; sorted by descending score)."""
+    from torchvision.models.detection.roi_heads import paste_masks_in_image
+    from torchvision.ops import batched_nms
+
+    boxes, scores = raw.boxes[0].float(), raw.scores[0].float()
+    classes, probs, iou = raw.classes[0].long(), raw.mask_probs[0].float(), raw.mask_iou[0].float()
+    keep = torch.nonzero(scores > settings.score_threshold).flatten()
+    if keep.numel():
+        nms = batched_nms(boxes[keep], scores[keep], classes[keep], settings.nms_threshold)
+        keep = keep[nms[: settings.max_detections]]
+    boxes, scores, classes, probs, iou = (t[keep] for t in (boxes, scores, classes, probs, iou))
+    mask_scores = scores * iou if config.rescore else scores
+    height, width = input_size
+    pasted = paste_masks_in_image(probs[:, None], boxes, (height, width), padding=1)[:, 0]
+    scale = boxes.new_tensor([image_size[1] / width, image_size[0] / height] * 2)
+    limit = boxes.new_tensor([image_size[1], image_size[0]] * 2)
+    image_boxes = torch.minimum((boxes * scale).clamp(min=0), limit)
+    return Instances(
+        image_size=image_size,
+        boxes=image_boxes,
+        scores=scores,
+        mask_scores=mask_scores,
+        classes=classes,
+        mask_probs=pasted.reshape(-1, height, width),
+    )
+
+
+def torchvision_targets(targets: Sequence[Any]) -> list[dict[str, torch.Tensor]]:
+    """Our `TrainTarget`s -> torchvision's detection targets (labels 1..T; crowd regions and
+    boxes without area left out: torchvision refuses degenerate boxes)."""
+    out = []
+    for t in targets:
+        boxes = t.boxes.float()
+        keep = ~t.iscrowd.bool() & (boxes[:, 2] > boxes[:, 0] + 1e-3)
+        keep &= boxes[:, 3] > boxes[:, 1] + 1e-3
+        out.append(
+            {
+                "boxes": boxes[keep],
+                "labels": t.classes[keep].long() + 1,
+                "masks": t.masks[keep].to(torch.uint8),
+            }
+        )
+    return out
+
+
+class MaskRCNNFamily(ModelFamily):
+    """Mask R-CNN (`models.mask_rcnn.MaskRCNNModel`, `MaskRCNNConfig`): things and stuff."""
+
+    kind = "mask_rcnn"
+    config_type = MaskRCNNConfig
+    network_type = MaskRCNNModel
+    export_notes = EXPORT_NOTES
+
+    def classes(self, config: MaskRCNNConfig) -> ClassTable:
+        return ClassTable.panoptic(config.stuff_names, config.thing_names)
+
+    def network_config(self, config: MaskRCNNConfig) -> MaskRCNNConfig:
+        return config  # it has `input_size` and `normalization`, all `preprocess` reads
+
+    def with_classes(
+        self, config: MaskRCNNConfig, *, stuff_names: Sequence[str], thing_names: Sequence[str]
+    ) -> MaskRCNNConfig:
+        return dataclasses.replace(
+            config, stuff_names=tuple(stuff_names), thing_names=tuple(thing_names)
+        )
+
+    def with_input_size(self, config: MaskRCNNConfig, input_size) -> MaskRCNNConfig:
+        # Anchors are in input pixels and stay (Mask R-CNN resizes images, not anchors).
+        return dataclasses.replace(config, input_size=tuple(input_size))
+
+    def official_part(self, model: nn.Module) -> tuple[nn.Module, str]:
+        return model.detector, "detector."
+
+    def load_official(self, model: nn.Module, state_dict: Any) -> nn.Module:
+        """torchvision's `maskrcnn_resnet50_fpn` state dict (e.g. the file torchvision
+        downloads, loaded with weights_only=True) into `model.detector`."""
+        from ..mask_rcnn_build import load_torchvision_state_dict
+
+        if not isinstance(state_dict, dict):
+            raise ValueError("torchvision's Mask R-CNN weights are a state dict (a dict)")
+        load_torchvision_state_dict(model.detector, state_dict, model.config.thing_names)
+        return model
+
+    def postprocessor(self, model, config, *, input_size, device="cpu"):
+        from segmentation_ros.panoptic.fusion import fuse_instances
+
+        fusion = config.fusion
+
+        def postprocess(raw: Any, image_size, settings: PostprocessSettings) -> PanopticResult:
+            raw = MaskRCNNOutputs(*(t.to(device) for t in raw))
+            instances = detections_to_instances(raw, config, image_size, settings, input_size)
+            return fuse_instances(
+                instances,
+                raw.semantic[0].float(),
+                num_stuff=config.num_stuff,
+                image_size=image_size,
+                prob_eps=fusion.prob_eps,
+                unknown=fusion.unknown,
+                min_thing_area=fusion.min_thing_area,
+                min_stuff_area=fusion.min_stuff_area,
+                upsample=fusion.upsample,
+            )
+
+        return postprocess
+
+    def postprocess_defaults(self, config: MaskRCNNConfig) -> PostprocessSettings:
+        return PostprocessSettings(
+            score_threshold=0.3,
+            nms_threshold=config.box_nms_thresh,
+            mask_threshold=0.5,
+            max_detections=config.box_detections_per_img,
+        )
+
+    def training_losses(
+        self, model, images, targets, priors, loss_config, *, generator=None
+    ) -> Any:
+        """torchvision's losses (unweighted, as torchvision trains: RPN objectness and box,
+        classifier, box, mask) + the MaskIoU L2 term x `weights.mask_iou` / 25 (the YOLACT++
+        weight 25 maps to the paper's 1) + the semantic cross-entropy x `weights.semantic`."""
+        from segmentation_ros.models.losses import Losses, semantic_term
+
+        out = model.training_losses(images, torchvision_targets(targets))
+        weights = loss_config.weights
+        iou = out.get("loss_mask_iou")
+        return Losses(
+            box=out["loss_box_reg"] + out["loss_rpn_box_reg"],
+            cls=out["loss_classifier"] + out["loss_objectness"],
+            mask=out["loss_mask"],
+            mask_iou=None if iou is None else iou * (weights.mask_iou / 25.0),
+            semantic=semantic_term(out["semantic"], targets) * weights.semantic,
+        )
+
+
+MASK_RCNN = register_family(MaskRCNNFamily())
