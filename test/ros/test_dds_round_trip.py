@@ -63,6 +63,12 @@ def test_segmentation_result_round_trip(ros_node, start_process):
             centroid_xy=(11.5, 401.5), area=3,
         ),
     ]  # fmt: skip
+    # Every field finite (NaN, the default of the ground and track fields, is unequal to itself).
+    for k, obj in enumerate(objects):
+        obj.ground_frame_id, obj.track_frame_id = "base_link", "odom"
+        obj.ground_x, obj.ground_y, obj.ground_distance, obj.ground_bearing = 3.5, -1.25, 3.7, -0.3
+        obj.track_id = 7 + k
+        obj.track_x, obj.track_y, obj.track_velocity_x, obj.track_velocity_y = 10.5, 2.0, 1.5, -0.25
     header = Header(stamp=Time(sec=1234, nanosec=567890), frame_id="camera_optical")
     sent = make_result(
         header=header, image_height=480, image_width=640, model_name="panoptic_test",
