@@ -37,6 +37,7 @@ from segmentation_ros.data.sequence_world import SequenceWorld
 from segmentation_ros.data.synthetic_io import (
     BASE_FRAME,
     CAMERA_FRAME,
+    camera_fields,
     id_map_to_rgb,
     rgb_to_id_map,
 )
@@ -111,14 +112,7 @@ def write_sequence(
         "height": cam.height,
         "min_area": min_area,
         "frames": {"odom": ODOM_FRAME, "base": BASE_FRAME, "camera": CAMERA_FRAME},
-        "camera": {
-            "K": cam.K.tolist(),
-            "D": [0.0] * 5,
-            "distortion_model": "plumb_bob",
-            "camera_height": cam.camera_height,
-            "pitch": cam.pitch,
-            "camera_to_base": cam.camera_to_base.tolist(),
-        },
+        "camera": camera_fields(cam),
         "categories": SYNTHETIC_CLASSES.to_coco(),
         "agents": [
             {

@@ -29,6 +29,7 @@ import cv2
 import numpy as np
 
 from segmentation_ros.data.classes import SYNTHETIC_CLASSES
+from segmentation_ros.data.synthetic_camera import SceneCamera
 from segmentation_ros.data.synthetic_scene import (
     MIN_AREA,
     Scene,
@@ -68,13 +69,9 @@ def rgb_to_id_map(rgb: np.ndarray) -> np.ndarray:
     return c[..., 0] + 256 * c[..., 1] + 65536 * c[..., 2]
 
 
-def camera_entry(scene: Scene, file_name: str) -> dict[str, Any]:
-    cam = scene.camera
+def camera_fields(cam: SceneCamera) -> dict[str, Any]:
+    """A synthetic camera as our JSON files store it: intrinsics (no distortion) and mounting."""
     return {
-        "image_id": scene.seed,
-        "file_name": file_name,
-        "width": cam.width,
-        "height": cam.height,
         "K": cam.K.tolist(),
         "D": [0.0] * 5,
         "distortion_model": "plumb_bob",
@@ -82,6 +79,12 @@ def camera_entry(scene: Scene, file_name: str) -> dict[str, Any]:
         "pitch": cam.pitch,
         "camera_to_base": cam.camera_to_base.tolist(),
     }
+
+
+def camera_entry(scene: Scene, file_name: str) -> dict[str, Any]:
+    cam = scene.camera
+    entry = {"image_id": scene.seed, "file_name": file_name, "width": cam.width}
+    return {**entry, "height": cam.height, **camera_fields(cam)}
 
 
 def instance_annotations(scene: Scene) -> list[dict[str, Any]]:

@@ -8,16 +8,15 @@ with one copy (`image_codec.numpy_to_image`); no per-pixel Python.
 
 from __future__ import annotations
 
-import array
 import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from nav_msgs.msg import OccupancyGrid
 from std_msgs.msg import Header
 
 from segmentation_ros.drivable import DrivabilityTable, GridGeometry
+from segmentation_ros.ros.ground_outputs import occupancy_msg
 from segmentation_ros.ros.image_codec import numpy_to_image
 from segmentation_ros.ros.messages import make_class_info, make_object, make_result
 from segmentation_ros.ros.visualization import class_palette, draw_overlay, make_markers
@@ -119,17 +118,7 @@ def drivable_mask_msg(result: FrameResult, header: Header):
 def grid_msg(result: FrameResult, header: Header, geometry: GridGeometry):
     """OccupancyGrid in `header.frame_id` (the grid frame), origin at the corner of cell 0."""
     assert result.grid is not None
-    msg = OccupancyGrid(header=header)
-    msg.info.map_load_time = header.stamp
-    msg.info.resolution = float(geometry.resolution)
-    msg.info.width, msg.info.height = int(geometry.width), int(geometry.height)
-    msg.info.origin.position.x = float(geometry.origin_x)
-    msg.info.origin.position.y = float(geometry.origin_y)
-    msg.info.origin.orientation.w = 1.0
-    data = array.array("b")
-    data.frombytes(np.ascontiguousarray(result.grid, dtype=np.int8).tobytes())
-    msg.data = data
-    return msg
+    return occupancy_msg(result.grid, geometry, header)
 
 
 def segment_labels(result: FrameResult, names) -> list[str]:

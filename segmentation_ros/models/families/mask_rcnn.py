@@ -125,7 +125,7 @@ class MaskRCNNFamily(ModelFamily):
     def postprocessor(self, model, config, *, input_size, device="cpu"):
         from segmentation_ros.panoptic.fusion import fuse_instances
 
-        fusion = config.fusion
+        fusion_options = dataclasses.asdict(config.fusion)  # fuse_instances' keywords
 
         def postprocess(raw: Any, image_size, settings: PostprocessSettings) -> PanopticResult:
             raw = MaskRCNNOutputs(*(t.to(device) for t in raw))
@@ -135,11 +135,7 @@ class MaskRCNNFamily(ModelFamily):
                 raw.semantic[0].float(),
                 num_stuff=config.num_stuff,
                 image_size=image_size,
-                prob_eps=fusion.prob_eps,
-                unknown=fusion.unknown,
-                min_thing_area=fusion.min_thing_area,
-                min_stuff_area=fusion.min_stuff_area,
-                upsample=fusion.upsample,
+                **fusion_options,
             )
 
         return postprocess

@@ -63,7 +63,7 @@ class PanopticYolactFamily(ModelFamily):
         from segmentation_ros.panoptic.fusion import fuse_instances
 
         detect = YolactDetector(config.yolact, model.yolact, input_size=input_size, device=device)
-        fusion = config.fusion
+        fusion_options = dataclasses.asdict(config.fusion)  # fuse_instances' keywords
 
         def postprocess(raw: Any, image_size, settings: PostprocessSettings) -> PanopticResult:
             return fuse_instances(
@@ -71,11 +71,7 @@ class PanopticYolactFamily(ModelFamily):
                 raw.semantic[0],
                 num_stuff=config.num_stuff,
                 image_size=image_size,
-                prob_eps=fusion.prob_eps,
-                unknown=fusion.unknown,
-                min_thing_area=fusion.min_thing_area,
-                min_stuff_area=fusion.min_stuff_area,
-                upsample=fusion.upsample,
+                **fusion_options,
             )
 
         return postprocess
