@@ -20,12 +20,7 @@ from segmentation_ros.models.mask_rcnn_heads import mask_iou_targets
 SIZE = (160, 224)  # multiples of 32: torchvision's transform neither pads nor resizes
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_torchvision_checkpoint_file_gives_torchvision_detections(tmp_path):

@@ -1,6 +1,7 @@
 """Mask R-CNN trains with the common trainer: torchvision's losses (RPN, box, mask), the MaskIoU
 regression and the semantic term fall on a small fixed set; the checkpoint resumes."""
 
+import pytest
 import torch
 
 from segmentation_ros.data.datasets import SyntheticSceneDataset
@@ -24,34 +25,30 @@ def _loss(trainer, batch) -> dict[str, float]:
     return {**{n: float(v) for n, v in losses.items()}, "total": float(losses.total)}
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_mask_rcnn_loss_falls_on_a_small_fixed_set(tmp_path):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        dataset = SyntheticSceneDataset([0, 1], width=128, height=96)
-        torch.manual_seed(0)
-        model = build_training_model("mask_rcnn_mobilenetv3", dataset.categories, SIZE)
-        assert model.config.thing_names == dataset.categories.thing_names
-        config = TrainConfig(
-            steps=12,
-            batch_size=2,
-            lr=1e-3,
-            optimizer="adamw",
-            schedule="constant",
-            warmup_steps=0,
-            log_every=0,
-            augment=False,
-            checkpoint_every=12,
-        )
-        trainer = Trainer(model, dataset, out_dir=tmp_path, config=config)
-        assert trainer.priors is None
-        batch = collate([trainer.training_set[i] for i in range(2)])
-        assert sum(len(t) for t in batch.targets) > 0
-        before = _loss(trainer, batch)
-        result = trainer.fit()
-        after = _loss(trainer, batch)
-    finally:
-        torch.set_num_threads(threads)
+    dataset = SyntheticSceneDataset([0, 1], width=128, height=96)
+    torch.manual_seed(0)
+    model = build_training_model("mask_rcnn_mobilenetv3", dataset.categories, SIZE)
+    assert model.config.thing_names == dataset.categories.thing_names
+    config = TrainConfig(
+        steps=12,
+        batch_size=2,
+        lr=1e-3,
+        optimizer="adamw",
+        schedule="constant",
+        warmup_steps=0,
+        log_every=0,
+        augment=False,
+        checkpoint_every=12,
+    )
+    trainer = Trainer(model, dataset, out_dir=tmp_path, config=config)
+    assert trainer.priors is None
+    batch = collate([trainer.training_set[i] for i in range(2)])
+    assert sum(len(t) for t in batch.targets) > 0
+    before = _loss(trainer, batch)
+    result = trainer.fit()
+    after = _loss(trainer, batch)
     assert result.step == 12 and result.skipped_steps == 0
     assert set(result.losses) == {"box", "cls", "mask", "mask_iou", "semantic", "total"}
     assert after["total"] < 0.7 * before["total"], (before, after)

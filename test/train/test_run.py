@@ -18,12 +18,7 @@ from segmentation_ros.train.trainer import TrainConfig, Trainer, read_training_c
 SIZE = (64, 64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -30,14 +30,7 @@ from segmentation_ros.train.trainer import (
 SIZE = (64, 64)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Training steps of tiny models are dominated by overheads; on a shared CPU one thread is
-    several times faster than two competing ones."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
