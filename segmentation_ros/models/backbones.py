@@ -170,11 +170,11 @@ class ResNetBackbone(nn.Module):
                     planes,
                     stride=stride,
                     downsample=downsample,
-                    use_dcn=num_dcn >= num_blocks,
+                    use_dcn=_uses_dcn(0, num_dcn, num_blocks, dcn_interval),
                 )
             ]
             for i in range(1, num_blocks):
-                use_dcn = i + num_dcn >= num_blocks and i % dcn_interval == 0
+                use_dcn = _uses_dcn(i, num_dcn, num_blocks, dcn_interval)
                 blocks.append(block_cls(out_channels, planes, use_dcn=use_dcn))
             inplanes = out_channels
             self.layers.append(nn.Sequential(*blocks))
@@ -256,17 +256,31 @@ class MobileNetV3Backbone(nn.Module):
 
     The module keeps torchvision's names (`features.N`), so an ImageNet state dict of
     `torchvision.models.mobilenet_v3_large` loads into it with its `features.` keys.
+
+    dcn_layers / dcn_interval pick deformable blocks per stage by the ResNet rule
+    (`_uses_dcn`); such a block's depthwise convolution becomes a modulated deformable
+    depthwise convolution (same kernel, stride and padding, groups = channels): the light
+    counterpart of YOLACT++'s deformable 3x3 in ResNet bottlenecks.
     """
 
     STAGE_ENDS = (4, 7, 13, 17)
 
-    def __init__(self) -> None:
+    def __init__(self, dcn_layers: Sequence[int] = (), dcn_interval: int = 1) -> None:
         super().__init__()
         from torchvision.models import mobilenet_v3_large
+        from torchvision.models.mobilenetv3 import InvertedResidual
 
         self.features = mobilenet_v3_large(weights=None).features
         self.channels = [24, 40, 112, 960]
         self.strides = [4, 8, 16, 32]
+        start = 0
+        for end, num_dcn in zip(self.STAGE_ENDS, tuple(dcn_layers) or (0,) * 4):
+            blocks = [m for m in self.features[start:end] if isinstance(m, InvertedResidual)]
+            for i, block in enumerate(blocks):
+                if _uses_dcn(i, num_dcn, len(blocks), dcn_interval):
+                    depthwise_unit = block.block[1 if len(block.block) > 2 else 0]
+                    depthwise_unit[0] = _deformable_like(depthwise_unit[0])
+            start = end
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         outs = []
@@ -279,6 +293,30 @@ class MobileNetV3Backbone(nn.Module):
         return tuple(outs)
 
 
+def _uses_dcn(index: int, num_dcn: int, num_blocks: int, interval: int) -> bool:
+    """The official YOLACT++ rule: the first block if num_dcn covers the whole stage, block
+    i >= 1 if it is among the last num_dcn and i % interval == 0."""
+    if index == 0:
+        return num_dcn >= num_blocks
+    return index + num_dcn >= num_blocks and index % interval == 0
+
+
+def _deformable_like(conv: nn.Conv2d) -> nn.Module:
+    """A modulated deformable conv with `conv`'s shape (untrained: the plain conv x 0.5)."""
+    from segmentation_ros.ops.deform_conv import ModulatedDeformConv2d
+
+    return ModulatedDeformConv2d(
+        conv.in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        stride=conv.stride,
+        padding=conv.padding,
+        dilation=conv.dilation,
+        groups=conv.groups,
+        bias=conv.bias is not None,
+    )
+
+
 def build_backbone(config: BackboneConfig) -> nn.Module:
     """The backbone described by `config`; it has `channels` and `strides` lists, one per stage."""
     if config.kind == "resnet":
@@ -289,5 +327,5 @@ def build_backbone(config: BackboneConfig) -> nn.Module:
     if config.kind == "darknet":
         return DarkNetBackbone((1, 2, 8, 8, 4))
     if config.kind == "mobilenetv3_large":
-        return MobileNetV3Backbone()
+        return MobileNetV3Backbone(config.dcn_layers, config.dcn_interval)
     raise ValueError(f"unknown backbone kind {config.kind!r}")

@@ -236,6 +236,27 @@ YOLACT_MOBILENETV3 = YolactConfig(
     input_size=_LIGHT_INPUT,
 )
 
+# YOLACT++ light: deformable depthwise convs in the stride-16 stage (blocks 0, 2, 4 of its six,
+# the ResNet rule with interval 2; the 5x5 blocks at stride 32 stay plain: their offset convs
+# would double the file) and the mask-IoU re-scoring head.
+YOLACT_PLUS_MOBILENETV3 = dataclasses.replace(
+    YOLACT_MOBILENETV3,
+    name="yolact_plus_mobilenetv3",
+    backbone=BackboneConfig(
+        kind="mobilenetv3_large",
+        depth=0,
+        selected_layers=(1, 2, 3),
+        dcn_layers=(0, 0, 6, 0),
+        dcn_interval=2,
+    ),
+    # Padded: unpadded (official, made for 138 x 138 prototypes) 3x3 / 2 convs shrink this
+    # net's 60 x 80 prototypes below a kernel by the fifth layer.
+    mask_iou=MaskIoUConfig(
+        layers=tuple(conv(c, 3, stride=2, padding=1) for c in (8, 16, 32, 64, 128))
+    ),
+    postprocess=_PLUS_POSTPROCESS,
+)
+
 YOLACT_RESNET18 = dataclasses.replace(
     YOLACT_MOBILENETV3,
     name="yolact_resnet18",

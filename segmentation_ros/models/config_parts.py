@@ -53,8 +53,9 @@ class BackboneConfig:
         `depth` 53) or "mobilenetv3_large" (torchvision MobileNetV3-Large features, `depth` 0).
     selected_layers: indices of the backbone stages fed to the FPN (official: ResNet (1, 2, 3),
         i.e. C3-C5 at strides 8, 16, 32; DarkNet (2, 3, 4)).
-    dcn_layers: per ResNet stage, how many of the last blocks use a modulated deformable 3x3
-        convolution (YOLACT++: (0, 4, 6, 3) for R50, (0, 4, 23, 3) for R101); empty = none.
+    dcn_layers: per stage, how many of the last blocks use a modulated deformable convolution
+        (YOLACT++: (0, 4, 6, 3) for R50, (0, 4, 23, 3) for R101; on MobileNetV3 the blocks'
+        depthwise convolutions become deformable); empty = none.
     dcn_interval: only every `dcn_interval`-th of those blocks is deformable (R101++: 3).
     """
 
@@ -80,8 +81,10 @@ class BackboneConfig:
                 f"selected_layers must be non-empty and increasing, got {self.selected_layers}"
             )
         if any(self.dcn_layers):
-            if self.kind != "resnet" or self.depth < 50:
-                raise ValueError("dcn_layers need a Bottleneck ResNet (depth 50, 101 or 152)")
+            if not (self.kind == "mobilenetv3_large" or (self.kind == "resnet" and self.depth >= 50)):
+                raise ValueError(
+                    "dcn_layers need a Bottleneck ResNet (depth 50, 101 or 152) or MobileNetV3"
+                )
             if len(self.dcn_layers) != 4:
                 raise ValueError(f"dcn_layers needs one entry per stage (4), got {self.dcn_layers}")
         if self.dcn_interval < 1:

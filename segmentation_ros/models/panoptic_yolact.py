@@ -280,6 +280,14 @@ PANOPTIC_YOLACT_MOBILENETV3 = PanopticYolactConfig(
     semantic=SemanticHeadConfig(mid_channels=64, num_levels=3, output_stride=4, norm="batch"),
 )
 
+PANOPTIC_YOLACT_PLUS_MOBILENETV3 = dataclasses.replace(
+    PANOPTIC_YOLACT_MOBILENETV3,
+    name="panoptic_yolact_plus_mobilenetv3",
+    yolact=dataclasses.replace(
+        _cfg.YOLACT_PLUS_MOBILENETV3, name="panoptic_yolact_plus_mobilenetv3"
+    ),
+)
+
 PANOPTIC_YOLACT_RESNET50 = PanopticYolactConfig(
     name="panoptic_yolact_resnet50",
     yolact=dataclasses.replace(_cfg.YOLACT_RESNET50, name="panoptic_yolact_resnet50"),

@@ -116,6 +116,11 @@ def _yolact_mobilenetv3() -> YolactConfig:
     return _cfg.YOLACT_MOBILENETV3
 
 
+@register_model("yolact_plus_mobilenetv3")
+def _yolact_plus_mobilenetv3() -> YolactConfig:
+    return _cfg.YOLACT_PLUS_MOBILENETV3
+
+
 @register_model("yolact_resnet18")
 def _yolact_resnet18() -> YolactConfig:
     return _cfg.YOLACT_RESNET18
@@ -124,6 +129,11 @@ def _yolact_resnet18() -> YolactConfig:
 @register_model("panoptic_yolact_mobilenetv3")
 def _panoptic_yolact_mobilenetv3() -> PanopticYolactConfig:
     return _pan.PANOPTIC_YOLACT_MOBILENETV3
+
+
+@register_model("panoptic_yolact_plus_mobilenetv3")
+def _panoptic_yolact_plus_mobilenetv3() -> PanopticYolactConfig:
+    return _pan.PANOPTIC_YOLACT_PLUS_MOBILENETV3
 
 
 @register_model("panoptic_yolact_resnet50")

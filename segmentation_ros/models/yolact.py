@@ -148,6 +148,10 @@ class FastMaskIoUNet(nn.Module):
         last = LayerSpec(num_classes, 1)
         self.maskiou_net, _ = make_net(1, (*layers, last), include_last_relu=True)
         self.num_classes = num_classes
+        # The last ReLU gives a class whose output is <= 0 for every mask no gradient; from
+        # random init (zero bias) some classes start dead and stay so (a learning test saw its
+        # loss stuck at 2.145). Bias 1 starts every class alive; official checkpoints replace it.
+        nn.init.constant_(self.maskiou_net[-2].bias, 1.0)
 
     def forward(self, masks: Tensor) -> Tensor:
         if masks.ndim != 4 or masks.shape[1] != 1:
