@@ -165,3 +165,39 @@ def test_export_for_inference_drops_training_state_and_halves(tmp_path):
     with torch.no_grad():
         for a, b in zip(model(x), deployed.eval()(x)):
             torch.testing.assert_close(a, b, atol=0.05, rtol=0.02)  # float16 weights
+
+
+def test_light_yolact_plus_deformable_depthwise_blocks():
+    """YOLACT++'s rule (official backbone `_make_layer`: the first block if dcn_layers >= blocks,
+    block i >= 1 if i + dcn_layers >= blocks and i % dcn_interval == 0) on MobileNetV3-Large's
+    stride-16 stage, torchvision `features` 7..12: (6, interval 2) -> blocks 7, 9, 11. A block's
+    depthwise conv becomes deformable with the same shape; untrained (zero offsets, mask
+    sigmoid(0)) it is the plain conv x 0.5 (DCNv2's initialisation)."""
+    import torch
+    import torchvision
+
+    from segmentation_ros.models import build_model
+    from segmentation_ros.ops.deform_conv import ModulatedDeformConv2d
+
+    model = build_model("panoptic_yolact_plus_mobilenetv3")
+    features = model.yolact.backbone.features
+    deformable = {
+        i
+        for i, block in enumerate(features)
+        if any(isinstance(m, ModulatedDeformConv2d) for m in block.modules())
+    }
+    assert deformable == {7, 9, 11}
+    assert model.yolact.mask_iou_head is not None
+    plain = torchvision.models.mobilenet_v3_large(weights=None).features
+    for i in deformable:
+        dcn, conv = features[i].block[1][0], plain[i].block[1][0]
+        assert (dcn.weight.shape, dcn.stride, dcn.padding, dcn.groups) == (
+            conv.weight.shape,
+            conv.stride,
+            conv.padding,
+            conv.groups,
+        )
+        x = torch.randn(1, conv.in_channels, 16, 20)
+        with torch.no_grad():
+            conv.weight.copy_(dcn.weight)
+            torch.testing.assert_close(dcn(x), 0.5 * conv(x), rtol=1e-4, atol=1e-5)
