@@ -2,14 +2,15 @@
 node in its own process over DDS, results back, figures over time.
 
     source env.sh
-    python benchmarks/bench_node.py [--checkpoint model.pt] [--backend torch|onnxruntime]
-        [--seconds 30] [--rate 30] [--width 640 --height 480] [--outputs objects,overlay]
+    python benchmarks/bench_node.py [--checkpoint model.pt] [--backend auto|openvino|...]
+        [--precision auto|fp32|bf16|int8] [--seconds 30] [--rate 30] [--width 640 --height 480]
+        [--outputs objects,overlay]
         [--num-threads 0] [--input-size 320x320] [--report-every 5]
 
 Without --checkpoint it uses the embedded default model, or, while that is not trained yet,
 a randomly initialised panoptic_yolact_mobilenetv3 (timings only; the masks are noise). With
---backend onnxruntime (the default, as for the node) the model is exported on configure (tens
-of seconds) into a temporary folder.
+an ONNX backend (auto, the default as for the node, is openvino on a CPU) the model is exported
+on configure (tens of seconds) into a temporary folder.
 
 Prints every --report-every seconds: frames sent / results received, output FPS, latency p50 /
 p95 (camera stamp -> `objects` received, milliseconds), the model's own time p50 (image in ->
@@ -37,14 +38,21 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from segmentation_ros.ros import session  # noqa: E402 - after the path set-up
-from segmentation_ros.runtime.names import DEFAULT_BACKEND  # noqa: E402
+from segmentation_ros.runtime.names import (  # noqa: E402
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_PRECISION,
+    PRECISION_CHOICES,
+)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default="", help="model file (default: embedded default)")
     p.add_argument("--model", default="", help="`model` parameter (official weights need it)")
-    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=("auto", "torch", "onnxruntime"))
+    p.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS)
+    p.add_argument("--precision", default=DEFAULT_PRECISION, choices=PRECISION_CHOICES)
+    p.add_argument("--calibration-data", default="", help="int8: `calibration_data` parameter")
     p.add_argument(
         "--bare",
         action="store_true",
@@ -92,7 +100,7 @@ def start_node(args, checkpoint: str, env: dict[str, str], temp: Path) -> subpro
     if args.bare:  # what a user gets from a bare `segmentation_node`
         return _spawn(command + (["-p", f"checkpoint:={checkpoint}"] if checkpoint else []), env)
     command += [
-        "-p", f"backend:={args.backend}",
+        "-p", f"backend:={args.backend}", "-p", f"precision:={args.precision}",
         "-p", "diagnostics_period:=1.0", "-p", "max_image_age_ms:=1000.0",
         "-p", f"num_threads:={args.num_threads}",
     ]  # fmt: skip
@@ -100,6 +108,8 @@ def start_node(args, checkpoint: str, env: dict[str, str], temp: Path) -> subpro
         command += ["-p", f"checkpoint:={checkpoint}"]
     if args.model:
         command += ["-p", f"model:={args.model}"]
+    if args.calibration_data:
+        command += ["-p", f"calibration_data:={args.calibration_data}"]
     if args.backend != "torch":  # exported on configure, into the temporary folder
         command += ["-p", f"engine_cache_dir:={temp}"]
     if args.input_size:

@@ -11,7 +11,7 @@ import torch
 
 from segmentation_ros.drivable import CameraModel, DrivabilityTable
 from segmentation_ros.drivable.fusion import PlanarPose
-from segmentation_ros.runtime.names import DEFAULT_BACKEND
+from segmentation_ros.runtime.names import DEFAULT_BACKEND, DEFAULT_PRECISION
 from segmentation_ros.structures import ClassTable, Segments
 
 from .dense import DenseOutputs
@@ -39,7 +39,7 @@ class SegmentationPipeline:
         loaded: LoadedModel,
         *,
         backend: str = DEFAULT_BACKEND,
-        precision: str = "fp32",
+        precision: str = DEFAULT_PRECISION,
         device: str = "cpu",
         input_size: tuple[int, int] | None = None,
         engine_path: str | Path | None = None,
@@ -59,7 +59,6 @@ class SegmentationPipeline:
         self.network_config = family.network_config(
             family.with_input_size(loaded.config, self.input_size)
         )
-        self.precision = precision
         calibration = None
         # int8 without calibration data is refused by build_backend (unless its artifact exists).
         if precision == "int8" and calibration_data:
@@ -82,6 +81,7 @@ class SegmentationPipeline:
         #: The backend that runs ("auto" resolved), and how its ONNX file / engine was obtained
         #: ("loaded" / "built" and why, None for torch).
         self.backend_name = self.backend.name
+        self.precision = self.backend.precision  # "auto" resolved
         self.artifact = self.backend.artifact
         self.postprocess = family.postprocessor(
             loaded.model, loaded.config, input_size=self.input_size, device=self.device

@@ -30,7 +30,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from segmentation_ros.ros.output_table import OUTPUTS
-from segmentation_ros.runtime.names import BACKENDS, DEFAULT_BACKEND, PRECISIONS
+from segmentation_ros.runtime.names import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_PRECISION,
+    PRECISION_CHOICES,
+)
 
 if TYPE_CHECKING:
     from segmentation_ros.pipeline import FrameSettings
@@ -124,17 +129,18 @@ _SPECS = (
     ParamSpec(
         "backend",
         DEFAULT_BACKEND,
-        "inference backend: auto (the fastest that runs here: onnxruntime on a CPU; tensorrt, "
-        "else torch_compile on CUDA), torch (eager), torch_compile (inductor; CUDA graphs on "
-        "GPU), onnxruntime, tensorrt (GPU with TensorRT)",
+        "inference backend: auto (the fastest that runs here: openvino, else onnxruntime, on a "
+        "CPU; tensorrt, else torch_compile on CUDA), torch (eager), torch_compile (inductor; "
+        "CUDA graphs on GPU), onnxruntime, openvino (CPU), tensorrt (GPU with TensorRT)",
         choices=BACKENDS,
     ),
     ParamSpec(
         "precision",
-        "fp32",
-        "inference precision; which backend supports which: segmentation_ros/runtime/backends.py "
-        "(int8 needs tensorrt and `calibration_data`)",
-        choices=PRECISIONS,
+        DEFAULT_PRECISION,
+        "inference precision: auto (bf16 with openvino on a CPU with bf16 instructions, else "
+        "fp32), fp32, fp16, bf16, int8 (needs `calibration_data`); which backend supports "
+        "which: segmentation_ros/runtime/backends.py",
+        choices=PRECISION_CHOICES,
     ),
     ParamSpec(
         "engine_path",

@@ -14,9 +14,12 @@ torch_compile  fp32, bf16, fp16 (cuda)    cpu, cuda   torch.compile (inductor; C
 onnxruntime    fp32, int8 (cpu)           cpu, cuda   ONNX Runtime on an exported ONNX file
                                                       (int8: static QDQ quantization,
                                                       `runtime.ort_quantize`)
+openvino       fp32, bf16, int8           cpu         OpenVINO on the same ONNX files (bf16
+                                                      where the CPU has it; int8: the QDQ file)
 tensorrt       fp32, fp16, bf16, int8     cuda        a serialized TensorRT engine
                                                       (torch-tensorrt, `runtime.tensorrt`)
 auto           resolved by `resolve_backend` where the node runs: the fastest that runs there
+               (openvino, else onnxruntime, on a CPU)
 
 ONNX files and TensorRT engines come from `ArtifactCache` (`runtime.cache`): keyed by the
 weights, input shape, precision and the building software and GPU; built when missing or
@@ -27,6 +30,7 @@ names it re-exports (BackendUnavailable, check_precision, ...) live in the modul
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import os
 import tempfile
@@ -49,8 +53,20 @@ from segmentation_ros.runtime.base import (
 )
 from segmentation_ros.runtime.cache import ArtifactCache
 from segmentation_ros.runtime.keys import artifact_key, device_facts, weights_sha256
-from segmentation_ros.runtime.names import AUTO, AUTO_ORDER, BACKENDS, PRECISIONS, SUPPORTED
+from segmentation_ros.runtime.names import (
+    AUTO,
+    AUTO_ORDER,
+    AUTO_PRECISION,
+    BACKENDS,
+    PRECISIONS,
+    SUPPORTED,
+)
 from segmentation_ros.runtime.onnx_export import export_onnx
+from segmentation_ros.runtime.openvino_backend import (
+    OpenVINOBackend,
+    cpu_has_bf16,
+    openvino_module,
+)
 from segmentation_ros.runtime.ort_backend import OnnxRuntimeBackend, onnxruntime_providers
 from segmentation_ros.runtime.ort_quantize import quantize_int8
 from segmentation_ros.runtime.tensorrt.build import build_engine
@@ -128,6 +144,41 @@ def _export_onnx(r: BuildRequest, target: Path) -> None:
         quantize_int8(fp32, target, r.calibration, input_size=r.input_size)
 
 
+def artifact_precision(kind: str, precision: str) -> str:
+    """The precision in the cache key of `kind`'s artifact: openvino's bf16 is a compile option
+    of the fp32 ONNX file (its int8 is the QDQ file); other backends build one per precision."""
+    if kind == "openvino" and precision != "int8":
+        return "fp32"
+    return precision
+
+
+def _build_openvino(r: BuildRequest) -> Backend:
+    output_type = model_output_type(r.model)
+    file_precision = artifact_precision("openvino", r.precision)
+    key = artifact_key(
+        "openvino", r.model, input_size=r.input_size, precision=file_precision, device=r.device
+    )
+    result = r.cache.get_or_build(
+        key,
+        lambda target: _export_onnx(dataclasses.replace(r, precision=file_precision), target),
+        suffix=".onnx",
+        path=r.artifact_path,
+        validate=lambda path: OpenVINOBackend(path, output_type),
+        allow_build=r.allow_build,
+    )
+    backend = OpenVINOBackend(
+        result.path, output_type, precision=r.precision, threads=r.intra_op_threads
+    )
+    backend.artifact = result
+    return backend
+
+
+def _require_openvino(device: str) -> None:
+    if device_type(device) != "cpu":
+        raise BackendUnavailable(f"backend openvino runs on the CPU, not {device!r}")
+    openvino_module()
+
+
 def _build_tensorrt(r: BuildRequest) -> Backend:
     output_type = model_output_type(r.model)
     batch = "-".join(map(str, r.batch_sizes)) if r.batch_sizes else "1"
@@ -163,6 +214,7 @@ BUILDERS: dict[str, Builder] = {
     "torch": Builder(_build_torch),
     "torch_compile": Builder(_build_compiled),
     "onnxruntime": Builder(_build_onnxruntime, artifact=True),
+    "openvino": Builder(_build_openvino, require=_require_openvino, artifact=True),
     "tensorrt": Builder(
         _build_tensorrt, require=require_tensorrt, artifact=True, dynamic_batch=True
     ),
@@ -190,7 +242,10 @@ def choose_backend(where: str, precision: str, available: Mapping[str, bool]) ->
 def backend_availability(device: str) -> dict[str, bool]:
     """Whether each backend's software runs on `device` here (facts of this machine)."""
     cuda = device_type(device) == "cuda"
-    found = {m: importlib.util.find_spec(m) is not None for m in ("onnxruntime", "onnxscript")}
+    found = {
+        m: importlib.util.find_spec(m) is not None
+        for m in ("onnxruntime", "onnxscript", "openvino")
+    }
     onnxruntime = found["onnxruntime"] and found["onnxscript"]
     if onnxruntime and cuda:
         import onnxruntime as ort
@@ -201,14 +256,16 @@ def backend_availability(device: str) -> dict[str, bool]:
         # inductor generates Triton kernels on CUDA
         "torch_compile": not cuda or importlib.util.find_spec("triton") is not None,
         "onnxruntime": onnxruntime,
+        # exported by torch.onnx (onnxscript), int8 quantized by onnxruntime
+        "openvino": not cuda and found["openvino"] and onnxruntime,
         "tensorrt": tensorrt_status(device) is None,
     }
 
 
 def resolve_backend(kind: str, *, device: str, precision: str = "fp32") -> str:
     """`kind` itself, or for "auto" the fastest backend that runs `precision` on `device` here:
-    ONNX Runtime on a CPU; on CUDA TensorRT where it is installed, else torch_compile (torch
-    when a precision rules the others out). ValueError for an unknown name."""
+    OpenVINO (else ONNX Runtime) on a CPU; on CUDA TensorRT where it is installed, else
+    torch_compile (torch when a precision rules the others out). ValueError for an unknown name."""
     if kind != AUTO:
         if kind not in BACKENDS:
             raise ValueError(f"unknown backend {kind!r}; expected one of {BACKENDS}")
@@ -216,6 +273,17 @@ def resolve_backend(kind: str, *, device: str, precision: str = "fp32") -> str:
     require_cuda(device)
     where = "cuda" if device_type(device) == "cuda" else "cpu"
     return choose_backend(where, precision, backend_availability(device))
+
+
+def resolve_precision(precision: str, kind: str) -> str:
+    """`precision` itself, or for "auto" the fast precision backend `kind` (resolved) runs
+    here: `AUTO_PRECISION` (openvino: bf16 where the CPU has bf16 instructions), else fp32."""
+    if precision != AUTO:
+        return precision
+    chosen = AUTO_PRECISION.get(kind, "fp32")
+    if chosen == "bf16" and kind == "openvino" and not cpu_has_bf16():
+        return "fp32"
+    return chosen
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +305,8 @@ def build_backend(
     intra_op_threads: int = 0,
 ) -> Backend:
     """A backend by name, or "auto" (`resolve_backend`; the result's `.name` is the backend
-    that runs). See the module docstring.
+    that runs), at a precision or "auto" (`resolve_precision`; `.precision` is the one that
+    runs). See the module docstring.
 
     input_size: (H, W) of the network input; needed by onnxruntime and tensorrt (their
     artifacts are built for one size). artifact_path: a prebuilt ONNX file / engine to use
@@ -249,9 +318,13 @@ def build_backend(
     Raises ValueError (unsupported combination), BackendUnavailable (missing software or
     device), ArtifactCacheError.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
-    kind = resolve_backend(kind, device=device, precision=precision)
+    if precision not in (*PRECISIONS, AUTO):
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS} or auto")
+    # auto precision: the backend as for fp32, then its fast precision here
+    kind = resolve_backend(
+        kind, device=device, precision="fp32" if precision == AUTO else precision
+    )
+    precision = resolve_precision(precision, kind)
     check_precision(kind, precision, device)
     builder = BUILDERS[kind]
     if builder.require is not None:  # what is missing first: nothing else matters without it
@@ -282,8 +355,10 @@ __all__ = [
     "BackendUnavailable",
     "CompiledBackend",
     "OnnxRuntimeBackend",
+    "OpenVINOBackend",
     "TorchBackend",
     "artifact_key",
+    "artifact_precision",
     "backend_availability",
     "build_backend",
     "check_precision",
@@ -291,6 +366,7 @@ __all__ = [
     "device_facts",
     "model_output_type",
     "resolve_backend",
+    "resolve_precision",
     "warm_up",
     "weights_sha256",
 ]

@@ -7,7 +7,7 @@ nothing imports in a cycle at module level):
   names                      torch-free names and tables
   cache                      the artifact cache (torch-free)
   base                       this module
-  torch_backends, ort_backend, onnx_export, tensorrt.status
+  torch_backends, ort_backend, openvino_backend, onnx_export, tensorrt.status
   tensorrt.plugins
   tensorrt.build, tensorrt.run
   keys                       cache keys (weights hash, device, versions)
@@ -59,6 +59,8 @@ def check_precision(kind: str, precision: str, device: str) -> None:
     supported = SUPPORTED[kind]["cuda" if kind == "tensorrt" else where]
     if precision in supported:
         return
+    if not supported:
+        raise ValueError(f"backend {kind} does not run on {where}")
     if precision == "int8":
         others = [k for k in KINDS if "int8" in SUPPORTED[k][where]]
         raise ValueError(
@@ -68,7 +70,7 @@ def check_precision(kind: str, precision: str, device: str) -> None:
     if kind == "onnxruntime":
         raise ValueError(
             f"backend onnxruntime runs fp32 only (and int8 on the CPU, statically quantized); "
-            f"for {precision} use tensorrt (GPU) or torch"
+            f"for {precision} use openvino (bf16 on the CPU), tensorrt (GPU) or torch"
         )
     raise ValueError(
         f"{precision} on the CPU has no fast kernels in {kind}: use bf16 or fp32 there"

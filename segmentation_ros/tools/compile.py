@@ -1,7 +1,8 @@
 """`segmentation-ros-compile`: build a model's ONNX file or TensorRT engine ahead of time, so that
 robots load it on configure instead of building it at start-up.
 
-    segmentation-ros-compile --backend tensorrt [--checkpoint F] [--model NAME] [--precision fp16]
+    segmentation-ros-compile --backend tensorrt|openvino|onnxruntime [--checkpoint F]
+        [--model NAME] [--precision fp16]
         [--device cuda] [--input-size HxW] [--batch-sizes MIN,OPT,MAX]
         [--calibration-data SPEC] [--out FILE | --cache-dir DIR] [--check]
 
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--backend", choices=("onnxruntime", "tensorrt"), required=True)
+    p.add_argument("--backend", choices=("onnxruntime", "openvino", "tensorrt"), required=True)
     p.add_argument("--checkpoint", default="", help="model file (default: the embedded model)")
     p.add_argument("--model", default="", help="architecture, for official YOLACT weights")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
@@ -98,6 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from segmentation_ros.runtime.backends import (
         BackendUnavailable,
         artifact_key,
+        artifact_precision,
         build_backend,
         check_precision,
     )
@@ -122,10 +124,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 require_tensorrt(args.device)
             batch = "-".join(map(str, batch_sizes)) if batch_sizes else "1"
             key = artifact_key(
-                args.backend, loaded.model, input_size=size, precision=args.precision,
+                args.backend, loaded.model, input_size=size,
+                precision=artifact_precision(args.backend, args.precision),
                 device=args.device, batch=batch,
             )  # fmt: skip
-            suffix = ".onnx" if args.backend == "onnxruntime" else ".engine"
+            suffix = ".engine" if args.backend == "tensorrt" else ".onnx"
             path = Path(args.out) if args.out else cache.path_for(key, suffix)
             reason = check_artifact(path, key)
             print(f"{path}: {'valid' if reason is None else reason}")

@@ -174,7 +174,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
 
 
 def _add_backend(subparsers) -> None:
-    from segmentation_ros.runtime.names import BACKENDS, PRECISIONS  # torch-free
+    from segmentation_ros.runtime.names import BACKENDS, PRECISION_CHOICES  # torch-free
 
     p = subparsers.add_parser(
         "backend",
@@ -188,7 +188,7 @@ def _add_backend(subparsers) -> None:
     )
     p.add_argument("--num", type=int, default=20, help="compare on the first N images")
     p.add_argument("--backend", choices=BACKENDS, required=True)
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="fp32")
     p.add_argument("--device", default="cpu")
     p.add_argument("--calibration-data", default="", help="data set for int8 calibration")
     p.add_argument("--engine-cache-dir", default="", help="default ~/.cache/segmentation_ros")
@@ -232,7 +232,8 @@ def _run_backend(args: argparse.Namespace) -> int:
     }
     tolerances = Tolerances(**given)
     failures = tolerances.check(agreement)
-    print(f"{args.backend} {args.precision} vs torch fp32 on {agreement.num_images} images:")
+    ran = f"{candidate.backend_name} {candidate.precision}"
+    print(f"{ran} vs torch fp32 on {agreement.num_images} images:")
     print(json.dumps(agreement.summary()))
     for line in failures:
         print(f"FAIL: {line}")

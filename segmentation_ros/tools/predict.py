@@ -39,7 +39,7 @@ from segmentation_ros.pipeline import (
 )
 from segmentation_ros.runtime.backends import BackendUnavailable
 from segmentation_ros.runtime.cache import ArtifactCacheError
-from segmentation_ros.runtime.names import BACKENDS, PRECISIONS
+from segmentation_ros.runtime.names import BACKENDS, DEFAULT_PRECISION, PRECISION_CHOICES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-detections", type=int, default=None)
     parser.add_argument("--nms", choices=("fast", "cross_class"), default="fast")
     parser.add_argument("--backend", choices=BACKENDS, default="torch")
-    parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    parser.add_argument("--precision", choices=PRECISION_CHOICES, default=DEFAULT_PRECISION)
     parser.add_argument("--calibration-data", default="", help="data set spec for int8 calibration")
     parser.add_argument("--engine-cache-dir", help="default ~/.cache/segmentation_ros")
     parser.add_argument(

@@ -3,6 +3,7 @@ whatever the backend and precision; unsupported combinations say what works."""
 
 import subprocess
 import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import pytest
@@ -42,7 +43,9 @@ class Tiny(nn.Module):
 
 
 def test_node_parameters_offer_exactly_the_runtime_choices():
-    assert params.BACKENDS == backends.BACKENDS and params.PRECISIONS == backends.PRECISIONS
+    specs = params.PARAMETERS
+    assert specs["backend"].choices == (*backends.BUILDERS, "auto")
+    assert specs["precision"].choices == (*backends.PRECISIONS, "auto")
 
 
 def test_every_backend_has_a_builder_and_auto_is_the_default():
@@ -52,16 +55,20 @@ def test_every_backend_has_a_builder_and_auto_is_the_default():
     assert names.DEFAULT_BACKEND == "auto" and names.BACKENDS == (*names.KINDS, "auto")
 
 
-# The rule (issue #13): ONNX Runtime on a CPU; TensorRT where TensorRT and CUDA exist, else
-# torch_compile on CUDA; a precision the first choice cannot run falls to the next that can.
+# The rule (issue #13): OpenVINO, else ONNX Runtime, on a CPU; TensorRT where TensorRT and CUDA
+# exist, else torch_compile on CUDA; a precision the first choice cannot run falls to the next
+# that can.
 @pytest.mark.parametrize(
     "where,precision,available,expected",
     [
-        ("cpu", "fp32", {}, "onnxruntime"),
-        ("cpu", "fp32", {"tensorrt": True}, "onnxruntime"),  # TensorRT needs CUDA
-        ("cpu", "fp32", {"onnxruntime": False}, "torch"),
-        ("cpu", "bf16", {}, "torch"),
-        ("cpu", "int8", {}, "onnxruntime"),
+        ("cpu", "fp32", {}, "openvino"),
+        ("cpu", "fp32", {"openvino": False}, "onnxruntime"),
+        ("cpu", "fp32", {"openvino": False, "tensorrt": True}, "onnxruntime"),  # needs CUDA
+        ("cpu", "fp32", {"openvino": False, "onnxruntime": False}, "torch"),
+        ("cpu", "bf16", {}, "openvino"),
+        ("cpu", "bf16", {"openvino": False}, "torch"),
+        ("cpu", "int8", {}, "openvino"),
+        ("cpu", "int8", {"openvino": False}, "onnxruntime"),
         ("cuda", "fp32", {"tensorrt": True}, "tensorrt"),
         ("cuda", "fp16", {"tensorrt": True}, "tensorrt"),
         ("cuda", "int8", {"tensorrt": True}, "tensorrt"),
@@ -80,18 +87,48 @@ def test_auto_rule_says_when_nothing_fits():
 
 
 def test_auto_on_this_machine(tmp_path):
-    """Here (CPU, onnxruntime installed, no TensorRT): auto is onnxruntime, and the built
-    backend reports the backend that runs."""
+    """Here (CPU, openvino and onnxruntime installed, no TensorRT): auto is openvino, and the
+    built backend reports the backend that runs."""
     from segmentation_ros.runtime.cache import ArtifactCache
 
     available = backends.backend_availability("cpu")
-    assert available["onnxruntime"] and not backends.backend_availability("cuda")["tensorrt"]
-    assert backends.resolve_backend("auto", device="cpu") == "onnxruntime"
+    assert available["openvino"] and available["onnxruntime"]
+    assert not backends.backend_availability("cuda")["tensorrt"]
+    assert not backends.backend_availability("cuda")["openvino"]
+    assert backends.resolve_backend("auto", device="cpu") == "openvino"
     assert backends.resolve_backend("torch", device="cpu") == "torch"
     backend = build_backend("auto", Tiny(), input_size=(16, 16), cache=ArtifactCache(tmp_path))
-    assert backend.name == "onnxruntime" and backend.artifact.status == "built"
+    assert backend.name == "openvino" and backend.artifact.status == "built"
     with pytest.raises(BackendUnavailable, match="no CUDA device"):
         build_backend("auto", Tiny(), input_size=(16, 16), device="cuda")
+
+
+def _cpu_flags() -> set[str]:
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_auto_precision(tmp_path):
+    """auto precision: bf16 with openvino where the CPU has bf16 instructions (the kernel's
+    cpuinfo flags say so, independently of OpenVINO), fp32 for every other backend; a given
+    precision passes through. The built backend reports what runs."""
+    from segmentation_ros.runtime.cache import ArtifactCache
+
+    has_bf16 = bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
+    assert backends.resolve_precision("auto", "openvino") == ("bf16" if has_bf16 else "fp32")
+    for kind in ("torch", "torch_compile", "onnxruntime", "tensorrt"):
+        assert backends.resolve_precision("auto", kind) == "fp32"
+    assert backends.resolve_precision("int8", "openvino") == "int8"
+    backend = build_backend(
+        "auto", Tiny(), precision="auto", input_size=(16, 16), cache=ArtifactCache(tmp_path)
+    )
+    assert (backend.name, backend.precision) == ("openvino", "bf16" if has_bf16 else "fp32")
+    torch_backend = build_backend("torch", Tiny(), precision="auto")
+    assert torch_backend.precision == "fp32"
+    with pytest.raises(ValueError, match="unknown precision"):
+        build_backend("torch", Tiny(), precision="fast")
 
 
 def test_backend_names_and_node_parameters_import_without_torch():
@@ -119,6 +156,11 @@ def test_backend_names_and_node_parameters_import_without_torch():
         ("onnxruntime", "int8", "cuda", "int8 needs the tensorrt backend"),
         ("onnxruntime", "fp16", "cpu", "fp32 only"),
         ("onnxruntime", "bf16", "cuda", "fp32 only"),
+        ("openvino", "fp32", "cpu", None),
+        ("openvino", "bf16", "cpu", None),
+        ("openvino", "int8", "cpu", None),
+        ("openvino", "fp16", "cpu", "use bf16 or fp32"),
+        ("openvino", "fp32", "cuda", "does not run on cuda"),
         ("tflite", "fp32", "cpu", "unknown backend"),
         ("torch", "fp8", "cpu", "unknown precision"),
     ],
