@@ -248,8 +248,12 @@ def run(args, node_process: subprocess.Popen) -> int:
             )
             next_report += args.report_every
         rclpy.spin_once(node, timeout_sec=max(0.0, min(next_frame, next_report) - time.monotonic()))
-    rclpy.spin_once(node, timeout_sec=1.0)
-    final = report(time.monotonic() - start, sent, received, latencies, diagnostics, node_process)
+    sending_s = time.monotonic() - start
+    drain_until = time.monotonic() + 1.0  # results of the last frames, still in flight
+    while time.monotonic() < drain_until:
+        rclpy.spin_once(node, timeout_sec=0.05)
+    # the rate over the camera's time: frames in, results out (in flight ones drained above)
+    final = report(sending_s, sent, received, latencies, diagnostics, node_process)
     print(json.dumps({"summary": final, "args": vars(args)}))
     del keep
     node.destroy_node()

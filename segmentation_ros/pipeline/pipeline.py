@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,18 +20,20 @@ from .loading import LoadedModel, calibration_batches, load_model
 from .results import FrameResult, Timings, renumber
 from .settings import FrameSettings, OutputRequest
 
-__all__ = ["SegmentationPipeline"]
+__all__ = ["Inferred", "SegmentationPipeline"]
 
 
 class SegmentationPipeline:
-    """Runs one model on frames. Not thread-safe: use one instance per worker thread.
+    """Runs one model on frames. Not thread-safe, except that `infer` and `finish` (the two
+    halves of `process`) may run on two threads, one each, as the node's two stages do.
 
     loaded: the model (see `load_model`). backend: one of `runtime.names.BACKENDS`, at
     `precision`. device: torch device of the model and the postprocess. input_size: (H, W)
     network input; None: the model's own. engine_path: a prebuilt ONNX file / TensorRT engine;
     default: the artifact cache in `engine_cache_dir` (~/.cache/segmentation_ros/engines), where a
     missing or stale one is built unless `allow_build` is False. calibration_data: a data set spec
-    for int8 calibration. warm_up: run the backend twice on zeros before the first frame
+    for int8 calibration. threads: the CPU threads of ONNX Runtime / OpenVINO (0: theirs to
+    choose). warm_up: run the backend twice on zeros before the first frame
     (compiles torch_compile, lets GPUs allocate).
     """
 
@@ -46,6 +49,7 @@ class SegmentationPipeline:
         engine_cache_dir: str | Path | None = None,
         allow_build: bool = True,
         calibration_data: str = "",
+        threads: int = 0,
         warm_up: bool = False,
     ) -> None:
         from segmentation_ros.runtime import backends
@@ -77,6 +81,7 @@ class SegmentationPipeline:
             cache=ArtifactCache(engine_cache_dir or None),
             allow_build=allow_build,
             calibration=calibration,
+            intra_op_threads=threads,
         )
         #: The backend that runs ("auto" resolved), and how its ONNX file / engine was obtained
         #: ("loaded" / "built" and why, None for torch).
@@ -128,6 +133,10 @@ class SegmentationPipeline:
         rescaled to the image), needed for `grid`, `markers`, `scan`, `obstacles`, `grid_fused`.
         pose: the robot's planar pose in the odometry frame at the image's time (`grid_fused`).
         """
+        return self.finish(self.infer(image), request, settings, camera=camera, pose=pose)
+
+    def infer(self, image: np.ndarray) -> Inferred:
+        """The first half of `process`: preprocess and the network (the backend)."""
         image_size = _image_size(image)
         t0 = time.perf_counter()
         x = self.preprocess(image)
@@ -136,13 +145,28 @@ class SegmentationPipeline:
         raw = self.backend.infer(x)
         self._synchronize()  # else a GPU's inference time would show in the postprocess
         t2 = time.perf_counter()
-        id_map, segments = self.segments(raw, image_size, settings)
+        return Inferred(
+            raw, image_size, preprocess_ms=(t1 - t0) * 1e3, inference_ms=(t2 - t1) * 1e3
+        )
+
+    def finish(
+        self,
+        inferred: Inferred,
+        request: OutputRequest = OutputRequest(),  # noqa: B008 - frozen, immutable
+        settings: FrameSettings = FrameSettings(),  # noqa: B008
+        *,
+        camera: CameraModel | None = None,
+        pose: PlanarPose | None = None,
+    ) -> FrameResult:
+        """The second half of `process`: the postprocess and the requested outputs."""
+        t2 = time.perf_counter()
+        id_map, segments = self.segments(inferred.raw, inferred.image_size, settings)
         t3 = time.perf_counter()
         result = self.outputs(id_map, segments, request, settings, camera, pose)
         t4 = time.perf_counter()
         result.timings = Timings(
-            preprocess_ms=(t1 - t0) * 1e3,
-            inference_ms=(t2 - t1) * 1e3,
+            preprocess_ms=inferred.preprocess_ms,
+            inference_ms=inferred.inference_ms,
             postprocess_ms=(t3 - t2) * 1e3,
             outputs_ms=(t4 - t3) * 1e3,
         )
@@ -169,6 +193,17 @@ class SegmentationPipeline:
         result = self.postprocess(raw, image_size, settings).numpy()
         keep = np.ones(len(result.segments), dtype=bool)
         return renumber(result.id_map, result.segments, keep)
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """The network's raw outputs for one image of `image_size` (width, height), and the
+    milliseconds its two stages took."""
+
+    raw: Any
+    image_size: tuple[int, int]
+    preprocess_ms: float
+    inference_ms: float
 
 
 def _image_size(image: Any) -> tuple[int, int]:

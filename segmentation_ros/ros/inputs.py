@@ -3,7 +3,8 @@
 - `LatestSlot`: the hand-over between the subscription callback and the inference worker. It
   holds at most one frame; a frame that arrives before the worker took the previous one replaces
   it (the replaced one is counted as `overwritten`). Nothing queues up, so latency stays bounded
-  by one inference.
+  by one inference. `HandOver`: the same between the inference and the publishing thread, but
+  its `put` waits instead of replacing.
 - `check_image` (in the subscription callback, before a message may take the slot, so a bad
   message never displaces a good one): declared size, encoding, step and data length, without
   converting a pixel; an 8000 x 8000 image costs nothing. A CompressedImage is judged by the size
@@ -99,6 +100,7 @@ class LatestSlot:
                 self._cond.wait(timeout)
             frame, self._frame = (None if self._closed else self._frame), None
             self._in_flight = frame is not None
+            self._cond.notify_all()  # a waiting `HandOver.put` may go on
             return frame
 
     def close(self, *, final: bool = False, wait_s: float = 30.0) -> None:
@@ -122,6 +124,23 @@ class LatestSlot:
     @property
     def finished(self) -> bool:
         return self._finished
+
+
+class HandOver(LatestSlot):
+    """A `LatestSlot` whose `put` waits until the previous item was taken instead of replacing
+    it: between the node's inference thread and its publishing thread, where every inferred
+    frame is worth publishing and the inference must not run more than one frame ahead.
+    `put` returns True when the item was handed over, False when the hand-over is (or became)
+    closed; `take`, `close`, `open` as LatestSlot."""
+
+    def put(self, frame, timeout: float | None = None) -> bool:
+        with self._cond:
+            self._cond.wait_for(lambda: self._frame is None or self._closed, timeout)
+            if self._closed or self._frame is not None:
+                return False
+            self._frame = frame
+            self._cond.notify_all()
+            return True
 
 
 def stamp_ns(header) -> int:

@@ -13,10 +13,11 @@ up. Publishers exist from configure, subscriptions while active; cleanup frees t
 `autostart` (default true) configures and activates at start-up.
 
 Data flow per frame: the image callback only admits the message into a one-frame slot
-(`inputs.LatestSlot`: a newer frame replaces an unprocessed one); a worker thread takes the
-newest frame, drops it if stale, converts it, runs the pipeline for the outputs somebody
-subscribes to, converts the result to messages (`outputs`) and publishes them with the input's
-stamp and frame_id. Drops are counted by cause and reported on /diagnostics.
+(`inputs.LatestSlot`: a newer frame replaces an unprocessed one); the inference thread takes
+the newest frame, drops it if stale, converts it and runs the network when somebody subscribes
+to an output; the publishing thread, one frame behind (`frame_stages`), runs the postprocess,
+converts the result to messages (`outputs`) and publishes them with the input's stamp and
+frame_id. Drops are counted by cause and reported on /diagnostics.
 
 Parameter changes build a new frozen `NodeConfig` (the settings and the message context) and
 swap it in with one assignment: the worker reads it once per frame and never sees half an update.
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import threading
 import time
 from dataclasses import dataclass
 
@@ -45,6 +45,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 
 from segmentation_ros.pipeline import OutputRequest, SegmentationPipeline
+from segmentation_ros.pipeline.pipeline import Inferred
 from segmentation_ros.ros import params as P
 from segmentation_ros.ros.diagnostics import (
     ERROR,
@@ -54,10 +55,10 @@ from segmentation_ros.ros.diagnostics import (
     NodeStatus,
     make_diagnostics,
 )
+from segmentation_ros.ros.frame_stages import FrameStages
 from segmentation_ros.ros.inputs import (
     Frame,
     FrameDropped,
-    LatestSlot,
     StampOrder,
     camera_from_info,
     camera_misfit,
@@ -96,6 +97,18 @@ class NodeConfig:
     context: OutputContext | None = None
 
 
+@dataclass(frozen=True)
+class InferredFrame:
+    """A frame between the node's two stages, with the configuration it started under."""
+
+    frame: Frame
+    rgb: object  # [H, W, 3] uint8
+    request: OutputRequest
+    inferred: Inferred
+    config: NodeConfig
+    pipeline: SegmentationPipeline
+
+
 class SegmentationNode(LifecycleNode):
     """See the module docstring. `node_name` and rclpy Node keyword arguments are passed on."""
 
@@ -109,13 +122,19 @@ class SegmentationNode(LifecycleNode):
         settings = self._read_settings()
         self._config = NodeConfig(settings) if settings is not None else None
         self._stats = FrameStats()
-        self._slot = LatestSlot()
+        self._stages = FrameStages(
+            self._infer_frame,
+            self._publish_frame,
+            lambda error: self._count_drop(
+                FrameDropped("inference_error", f"{type(error).__name__}: {error}")
+            ),
+            stopping=lambda: not self.context.ok(),
+        )
         self._order = StampOrder()
         self._pipeline: SegmentationPipeline | None = None
         self._publishers_out: dict[str, object] = {}
         self._class_info_pub = None
         self._subscriptions_in: list[object] = []
-        self._worker: threading.Thread | None = None
         self._camera = None
         self._image_size: tuple[int, int] | None = None  # (width, height) of the last frame
         self._notes: tuple[str, ...] = ()
@@ -184,10 +203,7 @@ class SegmentationNode(LifecycleNode):
             return result
         self._publish_class_info()
         self._order.reset()  # a new run of frames: no stamp reference from before
-        self._slot.open()
-        if self._worker is None:  # one for the node's life (see LatestSlot)
-            self._worker = threading.Thread(target=self._work, name="inference", daemon=True)
-            self._worker.start()
+        self._stages.start()
         self._subscribe()
         self.get_logger().info("active")
         return SUCCESS
@@ -227,7 +243,7 @@ class SegmentationNode(LifecycleNode):
         except FrameDropped as drop:
             self._count_drop(drop)
             return
-        if self._slot.put(Frame(msg, time.monotonic(), stamp)):
+        if self._stages.frames.put(Frame(msg, time.monotonic(), stamp)):
             self._stats.drop("overwritten")
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -240,28 +256,16 @@ class SegmentationNode(LifecycleNode):
         if camera != self._camera:
             self._camera = camera
 
-    def _work(self) -> None:
-        while not self._slot.finished:
-            frame = self._slot.take(timeout=0.5)
-            if frame is None:
-                continue
-            try:
-                self._process(frame)
-            except Exception as error:  # e.g. publishing while the process shuts down
-                if not self.context.ok():
-                    return
-                self._count_drop(FrameDropped("inference_error", repr(error)))
-
-    def _process(self, frame: Frame) -> None:
-        """convert -> pipeline -> messages -> publish, for the outputs somebody listens to."""
+    def _infer_frame(self, frame: Frame) -> InferredFrame | None:
+        """Inference thread: convert, then the network, for the outputs somebody listens to."""
         config, pipeline = self._config, self._pipeline  # one read: a consistent snapshot
-        settings, context = config.settings, config.context
+        settings = config.settings
         try:
             check_age(frame.stamp_ns, self.get_clock().now().nanoseconds, settings.max_image_age_ms)
             rgb = decode_image(frame.msg, max_side=settings.max_image_side)
         except FrameDropped as drop:
             self._count_drop(drop)
-            return
+            return None
         self._image_size = (rgb.shape[1], rgb.shape[0])
         if misfit := camera_misfit(self._camera, self._image_size):  # came before any image
             self._reject_camera_info(misfit)
@@ -269,24 +273,26 @@ class SegmentationNode(LifecycleNode):
         request = self._request()
         self._idle = not request.any
         if self._idle or pipeline is None:
-            return
-        try:
-            pose = self._odometry.pose_at(frame.stamp_ns) if request.grid_fused else None
-            result = pipeline.process(rgb, request, settings.frame, camera=self._camera, pose=pose)
-            # Each message goes out as soon as it is built, `objects` first.
-            for topic, msg in iter_messages(
-                result, rgb, frame.msg.header, request, context, arrival=frame.arrival
-            ):
-                if topic == "objects":
-                    self._tracking.annotate(msg, self._camera, settings.frame.mount, rgb.shape[:2])
-                elif topic == "markers":
-                    self._tracking.add_markers(msg)
-                self._publishers_out[topic].publish(msg)
-        except Exception as error:  # one bad frame must not stop the node
-            if not self.context.ok():
-                raise
-            self._count_drop(FrameDropped("inference_error", f"{type(error).__name__}: {error}"))
-            return
+            return None
+        return InferredFrame(frame, rgb, request, pipeline.infer(rgb), config, pipeline)
+
+    def _publish_frame(self, staged: InferredFrame) -> None:
+        """Publishing thread: postprocess -> messages -> publish, `objects` first."""
+        frame, rgb, request = staged.frame, staged.rgb, staged.request
+        settings, context = staged.config.settings, staged.config.context
+        pose = self._odometry.pose_at(frame.stamp_ns) if request.grid_fused else None
+        result = staged.pipeline.finish(
+            staged.inferred, request, settings.frame, camera=self._camera, pose=pose
+        )
+        # Each message goes out as soon as it is built, `objects` first.
+        for topic, msg in iter_messages(
+            result, rgb, frame.msg.header, request, context, arrival=frame.arrival
+        ):
+            if topic == "objects":
+                self._tracking.annotate(msg, self._camera, settings.frame.mount, rgb.shape[:2])
+            elif topic == "markers":
+                self._tracking.add_markers(msg)
+            self._publishers_out[topic].publish(msg)
         self._notes = result.notes
         timings = result.timings
         self._stats.frame_out(
@@ -393,10 +399,7 @@ class SegmentationNode(LifecycleNode):
         for subscription in self._subscriptions_in:
             self.destroy_subscription(subscription)
         self._subscriptions_in = []
-        self._slot.close(final=final)  # waits for the frame in flight
-        if final and self._worker is not None:
-            self._worker.join(timeout=30.0)
-            self._worker = None
+        self._stages.stop(final=final)  # waits for the frames in flight
 
     def _release(self) -> None:
         for publisher in self._publishers_out.values():

@@ -13,10 +13,12 @@ def build_pipeline(settings: NodeSettings, log: Callable[[str], None]) -> Segmen
     """Load the model, build the backend (`backend` x `precision`, from `engine_path`, the
     engine cache, or built unless `build_engine` is false) and warm it up; `log` gets a line
     about the ONNX / TensorRT artifact used. Raises with a message that says what to fix."""
-    if settings.num_threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(settings.num_threads)
+    # Set even when it is torch's own default (one per core): left unset, the postprocess in
+    # the publishing thread slowed the network in the other thread (bare node 25.8 Hz vs
+    # 30.0 Hz with 2 set, 30 Hz camera, benchmarks/bench_node.py).
+    torch.set_num_threads(settings.num_threads or torch.get_num_threads())
     pipeline = SegmentationPipeline.from_checkpoint(
         settings.checkpoint or None,
         model_name=settings.model,
@@ -28,6 +30,7 @@ def build_pipeline(settings: NodeSettings, log: Callable[[str], None]) -> Segmen
         engine_cache_dir=settings.engine_cache_dir or None,
         allow_build=settings.build_engine,
         calibration_data=settings.calibration_data,
+        threads=settings.num_threads,
         warm_up=True,  # before activate: the first camera frame must not be the slow one
     )
     if pipeline.artifact is not None:
