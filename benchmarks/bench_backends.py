@@ -37,10 +37,11 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 COMBINATIONS = [
-    ("auto", "fp32"),
+    ("auto", "fp32"), ("auto", "auto"),
     ("torch", "fp32"), ("torch", "bf16"), ("torch", "fp16"),
     ("torch_compile", "fp32"), ("torch_compile", "bf16"), ("torch_compile", "fp16"),
     ("onnxruntime", "fp32"), ("onnxruntime", "int8"),
+    ("openvino", "fp32"), ("openvino", "bf16"), ("openvino", "int8"),
     ("tensorrt", "fp32"), ("tensorrt", "fp16"), ("tensorrt", "bf16"), ("tensorrt", "int8"),
 ]  # fmt: skip
 
@@ -135,7 +136,7 @@ def main(argv=None) -> int:
                 label = f"{name:18s} {kind:14s} {precision:5s}"
                 row = {"model": name, "backend": kind, "precision": precision}
                 try:
-                    if kind != "auto":
+                    if "auto" not in (kind, precision):
                         check_precision(kind, precision, args.device)
                     start = time.perf_counter()
                     pipeline = SegmentationPipeline(
