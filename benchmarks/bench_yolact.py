@@ -2,15 +2,17 @@
 side by side, and YOLACT-R50 at 550 end to end against a straightforward official pipeline.
 
     source env.sh && python benchmarks/bench_yolact.py                        # light configs
-    python benchmarks/bench_yolact.py --models yolact_resnet50 --end-to-end   # + official, int8
+    python benchmarks/bench_yolact.py --models yolact_resnet50 --end-to-end   # + official, ...
+        [--cache-dir DIR]   # ONNX files kept (built ahead: time only what runs)
 
 Stages: preprocess (resize + normalise), network (backend.infer), nms (decode + Fast NMS),
 masks (assembly + crop + full-resolution masks inside boxes), id_image. Random weights with the
 class logits biased so that about 100 detections survive, at a 640x480 image.
 
 --end-to-end adds the straightforward official pipeline (torch eager, dense postprocess, full
-masks) and ONNX Runtime int8 (static QDQ, calibrated on --calibration-scenes synthetic scenes),
-with the speed-up over the official pipeline and int8's agreement with ONNX Runtime fp32 on
+masks), int8 (static QDQ, calibrated on --calibration-scenes synthetic scenes; ONNX Runtime and
+OpenVINO) and OpenVINO bf16, with the speed-up over the official pipeline and the agreement with
+ONNX Runtime fp32 on
 --agreement-scenes other synthetic scenes: box agreement (reference detections whose same-class
 match by mask IoU has box IoU >= 0.9, over the larger count) and the mean mask IoU of matches.
 """
@@ -112,33 +114,44 @@ def agreement(reference, candidate, box_iou=0.9):
     return max(len(rb), len(cb)), agreeing, matched
 
 
-def int8_rows(name, model, image, args, cache, official_total):
-    """ONNX Runtime int8 (calibrated on synthetic scenes): its stages, its speed-up over the
-    official pipeline, and its agreement with ONNX Runtime fp32 on other synthetic scenes."""
+#: The reduced-precision rows of --end-to-end: (backend, precision, label).
+REDUCED = (
+    ("onnxruntime", "int8", "ort int8"),
+    ("openvino", "int8", "ov int8"),
+    ("openvino", "bf16", "ov bf16"),
+)
+
+
+def reduced_rows(name, model, image, args, cache, official_total):
+    """int8 (static QDQ, calibrated on synthetic scenes; run by ONNX Runtime and by OpenVINO)
+    and OpenVINO bf16: stages, speed-up over the official pipeline, and agreement with ONNX
+    Runtime fp32 (= torch fp32) on other synthetic scenes."""
 
     def scene(seed):
         return generate_scene(seed, width=640, height=480).image
 
     calibration = [preprocess(scene(100000 + i), model.config)
                    for i in range(args.calibration_scenes)]  # fmt: skip
-    fp32 = build_backend("onnxruntime", model, cache=cache, input_size=model.config.input_size)
-    int8 = build_backend("onnxruntime", model, precision="int8", cache=cache,
-                         input_size=model.config.input_size, calibration=calibration)  # fmt: skip
-    r = stages(model, int8, image, args.repeat)
-    total = sum(r[k] for k in ("preprocess", "network", "nms", "masks", "id_image"))
-    print(f"{name:24s} {'ort int8':12s} " + " ".join(
-        f"{r[k]:9.1f}" for k in ("preprocess", "network", "nms", "masks", "id_image")
-    ) + f" {total:9.1f} {r['detections']:9d}")  # fmt: skip
-    things = agreeing = 0
-    ious: list[float] = []
-    for i in range(args.agreement_scenes):
-        img = scene(940500 + i)
-        n, a, m = agreement(detections(model, fp32, img), detections(model, int8, img))
-        things, agreeing, ious = things + n, agreeing + a, ious + m
-    print(f"int8 end to end: {official_total / total:.2f}x the official pipeline; vs ORT fp32 on "
-          f"{args.agreement_scenes} synthetic scenes (seeds 940500..): box agreement "
-          f"{agreeing / max(things, 1):.3f} ({agreeing}/{things}), mean mask IoU "
-          f"{np.mean(ious) if ious else float('nan'):.3f}")  # fmt: skip
+    size = model.config.input_size
+    fp32 = build_backend("onnxruntime", model, cache=cache, input_size=size)
+    for kind, precision, label in REDUCED:
+        candidate = build_backend(kind, model, precision=precision, cache=cache,
+                                  input_size=size, calibration=calibration)  # fmt: skip
+        r = stages(model, candidate, image, args.repeat)
+        total = sum(r[k] for k in ("preprocess", "network", "nms", "masks", "id_image"))
+        print(f"{name:24s} {label:12s} " + " ".join(
+            f"{r[k]:9.1f}" for k in ("preprocess", "network", "nms", "masks", "id_image")
+        ) + f" {total:9.1f} {r['detections']:9d}")  # fmt: skip
+        things = agreeing = 0
+        ious: list[float] = []
+        for i in range(args.agreement_scenes):
+            img = scene(940500 + i)
+            n, a, m = agreement(detections(model, fp32, img), detections(model, candidate, img))
+            things, agreeing, ious = things + n, agreeing + a, ious + m
+        print(f"{label} end to end: {official_total / total:.2f}x the official pipeline; vs ORT "
+              f"fp32 on {args.agreement_scenes} synthetic scenes (seeds 940500..): box agreement "
+              f"{agreeing / max(things, 1):.3f} ({agreeing}/{things}), mean mask IoU "
+              f"{np.mean(ious) if ious else float('nan'):.3f}")  # fmt: skip
 
 
 def _reference_id_image(instances):
@@ -154,6 +167,7 @@ def main():
     parser.add_argument("--end-to-end", action="store_true")
     parser.add_argument("--calibration-scenes", type=int, default=32)
     parser.add_argument("--agreement-scenes", type=int, default=10)
+    parser.add_argument("--cache-dir", default="", help="artifact cache (default: a temporary one)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
@@ -162,6 +176,7 @@ def main():
     )
     print(header)
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.cache_dir or tmp
         for name in args.models:
             model = make_model(name)
             cache = ArtifactCache(tmp)
@@ -182,7 +197,7 @@ def main():
                     f"{official[k]:9.1f}" for k in ("preprocess", "network", "nms", "masks",
                                                     "id_image")
                 ) + f" {total:9.1f} {official['detections']:9d}")  # fmt: skip
-                int8_rows(name, model, image, args, cache, total)
+                reduced_rows(name, model, image, args, cache, total)
 
 
 if __name__ == "__main__":

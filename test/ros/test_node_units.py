@@ -102,6 +102,61 @@ def test_latest_slot_keeps_only_the_newest():
     assert slot.take(0.0).msg == "c"
 
 
+def test_hand_over_waits_instead_of_replacing():
+    from segmentation_ros.ros.inputs import HandOver
+
+    box = HandOver()
+    assert box.put("a", timeout=0.0) is True
+    assert box.put("b", timeout=0.05) is False  # "a" not taken yet: nothing replaced
+    done = []
+    producer = threading.Thread(target=lambda: done.append(box.put("c", timeout=5.0)))
+    producer.start()
+    time.sleep(0.05)
+    assert done == [] and box.take(0.0) == "a"  # taking "a" lets "c" in
+    producer.join(2.0)
+    assert done == [True] and box.take(1.0) == "c"
+    blocked = threading.Thread(target=lambda: done.append(box.put("d", timeout=5.0)))
+    box.put("x", timeout=0.0)
+    blocked.start()
+    time.sleep(0.05)
+    box.close(wait_s=0.0)  # refuses "d" and drops "x"
+    blocked.join(2.0)
+    assert done == [True, False] and box.take(0.0) is None
+
+
+def test_frame_stages_publish_every_inferred_frame_in_order():
+    """Two threads: every frame the inference stage returns is published, in arrival order;
+    a stage's exception is reported and the next frame goes on; stop waits for both stages."""
+    from segmentation_ros.ros.frame_stages import FrameStages
+
+    published, errors = [], []
+
+    def infer(frame):
+        if frame.msg == 3:
+            raise RuntimeError("bad frame")
+        time.sleep(0.01)
+        return frame.msg
+
+    def publish(item):
+        time.sleep(0.02)  # slower than inference: the inference waits, nothing is lost
+        published.append(item)
+
+    stages = FrameStages(infer, publish, errors.append, stopping=lambda: False)
+    stages.start()
+    overwritten = set()  # the camera slot's own drops (a busy machine): not the stages' losses
+    for i in range(8):
+        if stages.frames.put(Frame(i, 0.0, i)):
+            overwritten.add(i - 1)
+        time.sleep(0.06)
+    expected = [i for i in range(8) if i != 3 and i not in overwritten]
+    deadline = time.monotonic() + 5.0
+    while len(published) < len(expected) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stages.stop(final=True)
+    assert published == expected
+    assert [str(e) for e in errors] == ([] if 3 in overwritten else ["bad frame"])
+
+
 def test_camera_from_info_rejects_nan():
     info = CameraInfo(width=80, height=48, distortion_model="plumb_bob")
     info.k = [60.0, 0.0, 40.0, 0.0, 60.0, 24.0, 0.0, 0.0, 1.0]
