@@ -33,6 +33,6 @@ AUTO_ORDER = {
 }
 
 #: "auto" precision per backend: the fastest it runs without calibration data whose agreement
-#: with fp32 was measured within `train.backend_agreement.Tolerances` (README "Backends");
+#: with fp32 was measured within `train.backend_agreement.Tolerances` (README "GPU runtime");
 #: where the hardware lacks it (`resolve_precision`), and for every other backend, fp32.
 AUTO_PRECISION = {"openvino": "bf16"}
