@@ -216,3 +216,20 @@ def test_embedded_default_model_must_match_the_model_parameter(monkeypatch, chec
     assert load_model("").name == "panoptic_yolact_mobilenetv3"
     with pytest.raises(ValueError, match="no embedded weights"):
         load_model("", "pcv_mobilenetv3")
+
+
+def test_embedded_weights_per_model(monkeypatch, checkpoints, tmp_path):
+    """weights/<model>.pt beside the default model is what an empty checkpoint loads for that
+    model (the launch files of the shipped light models need no `checkpoint`)."""
+    import shutil
+
+    import segmentation_ros.pipeline as pipeline_module
+
+    shutil.copy(checkpoints["panoptic"], tmp_path / "default.pt")
+    shutil.copy(checkpoints["pcv"], tmp_path / "pcv_mobilenetv3.pt")
+    monkeypatch.setattr(pipeline_module, "DEFAULT_CHECKPOINT", tmp_path / "default.pt")
+    loaded = load_model("", "pcv_mobilenetv3")
+    assert loaded.name == "pcv_mobilenetv3"
+    assert loaded.checkpoint == tmp_path / "pcv_mobilenetv3.pt"
+    assert load_model("").checkpoint == tmp_path / "default.pt"
+    assert load_model(checkpoints["pcv"], "pcv_mobilenetv3").checkpoint == checkpoints["pcv"]

@@ -83,14 +83,15 @@ def load_model(checkpoint: str | Path | None, model_name: str = "") -> LoadedMod
     """Load a checkpoint: ours (it carries its config and family) or official YOLACT weights (a
     plain state dict: `model_name` must name the registered architecture).
 
-    checkpoint: a path, or empty / None for the embedded default model.
+    checkpoint: a path, or empty / None for the embedded weights of `model_name`
+        (`embedded_weights`), else the embedded default model.
     model_name: when given, must match the checkpoint's model (ValueError otherwise).
     Raises FileNotFoundError, ValueError / CheckpointError with a message that says what to fix.
     """
     from segmentation_ros.models.checkpoint import load_for_inference
 
-    path = resolve_checkpoint(checkpoint)
     embedded = not checkpoint
+    path = (embedded and embedded_weights(model_name)) or resolve_checkpoint(checkpoint)
     model, config = load_for_inference(path, None if embedded else (model_name or None))
     if model_name and model_name != config.name:  # only the embedded model gets here
         raise ValueError(
@@ -98,6 +99,15 @@ def load_model(checkpoint: str | Path | None, model_name: str = "") -> LoadedMod
             f"{config.name!r}): set the `checkpoint` parameter to its weights"
         )
     return LoadedModel(model, family_of(config), config, path)
+
+
+def embedded_weights(model_name: str) -> Path | None:
+    """The weights the package ships for architecture `model_name` (`weights/<name>.pt` beside
+    the default model, e.g. the light PCV), or None."""
+    if not model_name:
+        return None
+    path = _default_checkpoint().parent / f"{model_name}.pt"
+    return path if path.is_file() else None
 
 
 def calibration_batches(spec: str, network_config: Any, input_size, *, count: int = 64):
