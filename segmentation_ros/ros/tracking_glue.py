@@ -130,7 +130,7 @@ class TrackingGlue:
             xy, _ = ground_contacts(camera, mount, rois, image_size)
             xy[cut_by_border(boxes, image_size)] = np.nan  # continues outside the image
         if self.carry is not None:
-            ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion)
+            ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes)
         if camera is not None and pose is not None and len(things):
             est = self.motion.update(ids, xy, pose, stamp)
         for k, (obj, tid) in enumerate(zip(things, ids)):

@@ -17,9 +17,11 @@ by the Hungarian algorithm on d^2 (scipy), each pair also within `max_distance` 
 
 An object that comes out from behind another shows a sliver first (a roof above the occluder's
 bonnet): its box bottom is not where it touches the ground, and its contact lies far off. So a
-new track that does not gate while a lost track of its class could still be it is held (id 0,
-no filter update) for up to `hold_s`, and tried again each frame as more of it shows; then it
-gets a fresh id.
+new track that does not gate while a lost track of its class could still be it (lost inside the
+view, with a ground contact, and predicted ahead of the robot) and whose box overlaps the box of
+an object in front of it (a lower bottom edge on flat ground: it is coming out from behind that)
+is held (id 0, no filter update) for up to `hold_s`, and tried again each frame as more of it
+shows; then it gets a fresh id.
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ from dataclasses import dataclass
 import numpy as np
 
 from segmentation_ros.tracking.motion import GroundMotion, base_to_odom
+
+
+def behind_other(boxes: np.ndarray) -> np.ndarray:
+    """[N] bool: box i of boxes [N, 4] (x1, y1, x2, y2) pixels overlaps a box whose bottom edge
+    is lower in the image (on flat ground, an object in front of it that may hide part of it)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    wx = np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0])
+    wy = np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1])
+    return ((wx > 0) & (wy > 0) & (b[None, :, 3] > b[:, None, 3])).any(1)
+
+
+def _ahead(pose, xy) -> bool:
+    """Whether the odom point xy [2] is in front of the robot at pose (x, y, yaw)."""
+    return (xy[0] - pose[0]) * math.cos(pose[2]) + (xy[1] - pose[1]) * math.sin(pose[2]) > 0
 
 
 @dataclass(frozen=True)
@@ -54,14 +70,15 @@ class ReassociationParams:
 class TrackReassociation:
     """Maps the tracker's ids to published ids, carrying lost ids over to new tracks.
 
-    `update(raw_ids, class_ids, ground_xy, pose, stamp, motion)`:
+    `update(raw_ids, class_ids, ground_xy, pose, stamp, motion, boxes=None)`:
       raw_ids:   [N] int, the tracker's ids (>= 1; 0 = no id yet);
       class_ids: [N] int;
       ground_xy: [N, 2] float ground contacts in base_link (m), NaN where unknown;
       pose:      (x, y, yaw) of base_link in odom, or None (no odometry: nothing is carried);
       stamp:     seconds;
       motion:    the GroundMotion whose filters are keyed by the ids this returns; call
-                 `motion.update` with them after this.
+                 `motion.update` with them after this;
+      boxes:     [N, 4] float (x1, y1, x2, y2) pixels, or None (no track is held).
     Returns [N] int64 published ids: >= 1, unique within a frame, 0 where raw_ids is 0 or the
     track is held (see the module docstring).
     """
@@ -73,7 +90,8 @@ class TrackReassociation:
     def reset(self) -> None:
         self._alias: dict[int, int] = {}  # raw id -> published id
         self._owner: dict[int, int] = {}  # published id -> the raw id that holds it now
-        self._seen: dict[int, tuple[float, int]] = {}  # published id -> (last stamp, class)
+        # published id -> (last stamp, class, whether it was last seen with a ground contact)
+        self._seen: dict[int, tuple[float, int, bool]] = {}
         self._held: dict[int, float] = {}  # raw id -> stamp it was first held
         self._next = 1
         self.carried = 0  # ids carried over so far (for reports)
@@ -84,7 +102,9 @@ class TrackReassociation:
         self._alias[raw], self._owner[pid] = pid, raw
         return pid
 
-    def update(self, raw_ids, class_ids, ground_xy, pose, stamp: float, motion: GroundMotion):
+    def update(
+        self, raw_ids, class_ids, ground_xy, pose, stamp: float, motion: GroundMotion, boxes=None
+    ) -> np.ndarray:
         raw = np.asarray(raw_ids, dtype=np.int64).reshape(-1)
         cls = np.asarray(class_ids, dtype=np.int64).reshape(-1)
         xy = np.asarray(ground_xy, dtype=np.float64).reshape(-1, 2)
@@ -103,24 +123,27 @@ class TrackReassociation:
             else:
                 out[i] = pid
         if new:
-            self._carry(new, out, raw, cls, xy, pose, stamp, motion)
+            behind = np.zeros(len(raw), bool) if boxes is None else behind_other(boxes)
+            if len(behind) != len(raw):
+                raise ValueError(f"boxes [{len(behind)}, 4] and raw_ids [{len(raw)}] differ")
+            self._carry(new, out, raw, cls, xy, pose, stamp, motion, behind)
         for i in np.flatnonzero(out):
-            self._seen[int(out[i])] = (stamp, int(cls[i]))
-        for pid in [p for p, (t, _) in self._seen.items() if stamp - t > self.params.max_age_s]:
+            self._seen[int(out[i])] = (stamp, int(cls[i]), bool(np.isfinite(xy[i]).all()))
+        for pid in [p for p, v in self._seen.items() if stamp - v[0] > self.params.max_age_s]:
             del self._seen[pid]
             self._alias.pop(self._owner.pop(pid, -1), None)
         for r in [r for r, t in self._held.items() if stamp - t > 2 * self.params.hold_s]:
             del self._held[r]
         return out
 
-    def _carry(self, new, out, raw, cls, xy, pose, stamp, motion) -> None:
+    def _carry(self, new, out, raw, cls, xy, pose, stamp, motion, behind) -> None:
         """Pair the new tracks `new` (indices) with lost published ids; the rest get fresh ids."""
         from scipy.optimize import linear_sum_assignment
 
         present = set(out[out > 0].tolist())
         lost = [
             p
-            for p, (t, _) in self._seen.items()
+            for p, (t, _, _) in self._seen.items()
             if p not in present and 0 < stamp - t <= self.params.max_age_s
         ]
         pairs: list[tuple[int, int]] = []
@@ -136,7 +159,8 @@ class TrackReassociation:
                     pred = motion.predict(p, stamp)
                     if pred is None or self._seen[p][1] != cls[i]:
                         continue
-                    maybe.add(a)
+                    if behind[i] and self._seen[p][2] and _ahead(pose, pred[0]):
+                        maybe.add(a)  # lost inside the view (not through its border)
                     d = z[a] - pred[0]
                     s = pred[1] + np.eye(2) * r_std[a] ** 2
                     d2 = float(d @ np.linalg.solve(s, d))

@@ -140,7 +140,7 @@ def evaluate_sequence(
         )
         xy[cut_by_border(boxes, size)] = np.nan  # the object continues outside the image
         if carry is not None:
-            ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion)
+            ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion, boxes)
         est = motion.update(ids, xy, f["pose"], f["stamp"])
         trk_ms += (time.perf_counter() - t1) * 1e3
         det_ms += (t1 - t0) * 1e3

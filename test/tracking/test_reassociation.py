@@ -43,7 +43,7 @@ def _track(world, frames, carry: bool):
         xy, _ = ground_contacts(camera, mount, s.bboxes.astype(float), size)
         xy[cut_by_border(boxes, size)] = np.nan
         if carry:
-            ids = reassoc.update(ids, s.category_ids, xy, f.pose, f.stamp, motion)
+            ids = reassoc.update(ids, s.category_ids, xy, f.pose, f.stamp, motion, boxes)
         motion.update(ids, xy, f.pose, f.stamp)
         for agent, tid in zip(s.track_ids.tolist(), ids.tolist()):
             if tid:
