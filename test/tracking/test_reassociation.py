@@ -5,7 +5,7 @@ area), not assumed."""
 
 import numpy as np
 import pytest
-from occlusion_scene import CROSSER, occlusion_world
+from occlusion_scene import HIDDEN, occlusion_world
 
 from segmentation_ros.data.sequence_render import render_frame
 from segmentation_ros.data.sequence_world import build_world
@@ -69,26 +69,26 @@ def _hidden(frames, agent, below=MIN_AREA):
 
 def test_the_scene_has_a_real_occlusion(occlusion):
     _, frames = occlusion
-    hidden, biggest = _hidden(frames, CROSSER)
+    hidden, biggest = _hidden(frames, HIDDEN)
     assert biggest > 3000
     # hidden for 3 to 6 consecutive frames, well visible before and after
     assert 3 <= len(hidden) <= 6 and hidden == list(range(hidden[0], hidden[-1] + 1)), hidden
     before = frames[hidden[0] - 4].segments
     after = frames[hidden[-1] + 8].segments
-    assert before.areas[before.track_ids == CROSSER][0] > 1000
-    assert after.areas[after.track_ids == CROSSER][0] > 1000
+    assert before.areas[before.track_ids == HIDDEN][0] > 1000
+    assert after.areas[after.track_ids == HIDDEN][0] > 1000
 
 
 def test_the_occluded_car_keeps_its_id(occlusion):
     world, frames = occlusion
-    hidden, _ = _hidden(frames, CROSSER)
-    ids = _track(world, frames, carry=True)[CROSSER]
+    hidden, _ = _hidden(frames, HIDDEN)
+    ids = _track(world, frames, carry=True)[HIDDEN]
     before = [ids[k] for k in sorted(ids) if k < hidden[0]]
     after = [ids[k] for k in sorted(ids) if k > hidden[-1]]
     assert before and after, ids
     assert before[-1] == after[0] == after[-1], ids
     # ByteTrack alone (image-plane IoU) does not find it again here
-    plain = _track(world, frames, carry=False)[CROSSER]
+    plain = _track(world, frames, carry=False)[HIDDEN]
     assert plain[max(k for k in plain if k < hidden[0])] != plain[max(plain)], plain
 
 
