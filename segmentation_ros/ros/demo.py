@@ -1,7 +1,7 @@
 """segmentation-ros-demo: the product's main job in one command.
 
-    segmentation-ros-demo [--input BAG_OR_VIDEO] [--checkpoint PATH] [--frames N] [--rate HZ]
-                          [--out DIR]
+    segmentation-ros-demo [--input BAG_VIDEO_OR_SEQUENCE] [--stills] [--checkpoint PATH]
+                          [--frames N] [--rate HZ] [--out DIR]
 
 1. starts the segmentation node in its own process (`segmentation_ros.ros.node`, the
    `segmentation_node` console script's code) in a private ROS session (`session`: a free domain
@@ -9,12 +9,15 @@
    parameters the launch file gives the default model (config/default.yaml), the checkpoint and,
    for the synthetic world, the camera height and pitch of its first scene;
 2. waits until the node is active (lifecycle GetState), or reports why it is not;
-3. plays N frames (`segmentation_ros.ros.player`: the synthetic world by default, or a rosbag2
-   / video file) at HZ frames per second, in this process;
+3. plays N frames (`segmentation_ros.ros.player`) at HZ frames per second, in this process: by
+   default a drive of the synthetic sequence world (`--seed`, rendered up front, with odometry,
+   at its own 10 Hz, so that objects get track ids and ground velocities); `--stills` cycles
+   unrelated synthetic stills instead; `--input` plays a rosbag2, a video or a sequence folder;
 4. records every output of the node (`demo_record.RECORDED`: the output table, class_info,
    /diagnostics) as received, to the MCAP rosbag2 OUT/bag, readable by any rosbags or ROS 2
    reader;
-5. writes OUT/strip.png (a few overlay frames side by side, annotated), OUT/grid.png (the last
+5. writes OUT/strip.png (a few overlay frames side by side, annotated, tracked objects with
+   their track id and an arrow of their image-plane motion), OUT/grid.png (the last
    drivable grid seen from above: free white, occupied black, unknown grey, the robot red, forward
    up), OUT/summary.json and prints a summary: frames in and out, output rate, latency (camera
    stamp to `objects` received) p50 / p95, drops by cause (from /diagnostics);
@@ -42,6 +45,7 @@ from segmentation_ros.ros.launch_logic import NODE_NAME, config_file
 from segmentation_ros.ros.player import (
     add_source_arguments,
     make_player,
+    play_rate,
     source_from_args,
 )
 from segmentation_ros.ros.session import NodeProcess, claim_domain_id, ros_environment
@@ -163,7 +167,8 @@ def play_and_record(args, source, out: Path, process: NodeProcess) -> DemoSummar
         executor.add_node(client)
         wait_until_active(executor, client, process, args.startup_timeout)
         recorder = Recorder(client, out / "bag")
-        player = make_player(source, rate_hz=args.rate, max_frames=args.frames)
+        rate = play_rate(args, source)
+        player = make_player(source, rate_hz=rate, max_frames=args.frames)
         executor.add_node(player)
         # Discovery: the node only computes outputs somebody subscribes to.
         connected = _spin_until(
@@ -178,7 +183,7 @@ def play_and_record(args, source, out: Path, process: NodeProcess) -> DemoSummar
         if not connected:
             raise DemoError("the segmentation node and the demo do not see each other over DDS")
         _spin_until(executor, lambda: False, timeout=0.5)  # the node's matching settles
-        print(f"playing {args.frames or 'all'} frames at {args.rate:g} fps ...", flush=True)
+        print(f"playing {args.frames or 'all'} frames at {rate:g} fps ...", flush=True)
         player.start()
         interrupted = False
         try:
@@ -255,6 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="output folder (default: out/demo/<date-time>); must not hold a bag",
     )
     add_source_arguments(parser)
+    parser.add_argument(
+        "--stills", action="store_true", help="cycle synthetic stills instead of playing a drive"
+    )
     parser.add_argument("--camera-height", type=float, help="camera above the ground (m)")
     parser.add_argument("--camera-pitch", type=float, help="downward camera tilt (rad)")
     parser.add_argument(
@@ -272,6 +280,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--drain", type=float, default=1.5, help="seconds without results that end the recording"
     )
     return parser
+
+
+def _source(args: argparse.Namespace):
+    """--input, or --stills, or by default a drive rendered from --seed (--frames of it, 150 for
+    0) at --width x --height."""
+    if args.input is not None or args.stills:
+        return source_from_args(args)
+    from segmentation_ros.ros.sequence_source import SequenceSource
+
+    print(f"rendering a drive of the synthetic world (seed {args.seed}) ...", flush=True)
+    frames = args.frames or 150
+    return SequenceSource.render(
+        args.seed, frames=frames, kind="drive", width=args.width, height=args.height
+    )
 
 
 def resolve_checkpoint(checkpoint: str | None) -> Path:
@@ -296,7 +318,7 @@ def run(args: argparse.Namespace) -> DemoSummary:
         raise DemoError(f"--out {str(out)!r} already holds a bag; choose another folder")
     out.mkdir(parents=True, exist_ok=True)
     try:
-        source = source_from_args(args)
+        source = _source(args)
     except (FileNotFoundError, ValueError) as error:
         raise DemoError(f"--input: {error}") from None
     # camera_height / camera_pitch: the synthetic world's, then the command line's; the node's

@@ -119,15 +119,68 @@ def read_outputs(bag_path: Path, store, topics: tuple[str, ...]) -> dict[str, li
     return out
 
 
+def track_motion(objects: list, *, window_s: float = 0.5) -> dict[int, dict[int, np.ndarray]]:
+    """Image-plane velocity of each tracked object: {objects stamp (ns): {track id: [2] pixels/s
+    of its box centre}}, from the same track's box in the earliest `objects` message of the
+    `window_s` seconds before (absent for a track's first message)."""
+    history: dict[int, list[tuple[int, np.ndarray]]] = {}
+    out: dict[int, dict[int, np.ndarray]] = {}
+    for msg in sorted(objects, key=lambda m: stamp_ns(m.header)):
+        t = stamp_ns(msg.header)
+        out[t] = {}
+        for o in msg.objects:
+            if not getattr(o, "track_id", 0):
+                continue
+            r = o.roi
+            c = np.array([r.x_offset + r.width / 2.0, r.y_offset + r.height / 2.0])
+            past = [(t0, c0) for t0, c0 in history.get(o.track_id, []) if t - t0 <= window_s * 1e9]
+            if past:
+                t0, c0 = past[0]
+                out[t][o.track_id] = (c - c0) / ((t - t0) / 1e9)
+            history[o.track_id] = [*past, (t, c)]
+    return out
+
+
+def _draw_tracks(tile: np.ndarray, result, motion: dict[int, np.ndarray]) -> None:
+    """The tracked objects of `result` (a SegmentationResult) on a tile scaled from its image."""
+    from segmentation_ros.ros.visualization import draw_tracks
+
+    tracked = [o for o in result.objects if getattr(o, "track_id", 0)]
+    if not tracked or not result.image_width:
+        return
+    s = tile.shape[1] / float(result.image_width)
+    boxes = (
+        np.array(
+            [
+                (
+                    o.roi.x_offset,
+                    o.roi.y_offset,
+                    o.roi.x_offset + o.roi.width,
+                    o.roi.y_offset + o.roi.height,
+                )
+                for o in tracked
+            ],
+            float,
+        )
+        * s
+    )
+    nan = np.full(2, np.nan)
+    v = np.array([motion.get(o.track_id, nan) for o in tracked], float).reshape(-1, 2) * s
+    draw_tracks(tile, boxes, [o.track_id for o in tracked], v)
+
+
 def overlay_strip(overlays: list, objects: list, *, count: int = 4, height: int = 240):
     """Up to `count` overlay frames evenly spaced over the run, side by side, each scaled to
-    `height` pixels and labelled with its index and what the matching `objects` says.
-    Returns an [height, W, 3] uint8 RGB image (None when there is no overlay)."""
+    `height` pixels and labelled with its index and what the matching `objects` says; the
+    tracked objects of those frames carry their track id and an arrow of their image-plane
+    motion (`track_motion`, drawn by `visualization.draw_tracks`: where the box centre will be
+    in 0.5 s). Returns an [height, W, 3] uint8 RGB image (None when there is no overlay)."""
     from segmentation_ros.ros.image_codec import to_rgb8
 
     if not overlays:
         return None
     by_stamp = {stamp_ns(m.header): m for m in objects}
+    motion = track_motion(objects)
     picks = np.unique(np.linspace(0, len(overlays) - 1, min(count, len(overlays))).round())
     tiles = []
     for index in picks.astype(int):
@@ -139,6 +192,7 @@ def overlay_strip(overlays: list, objects: list, *, count: int = 4, height: int 
         label = f"#{index}"
         if result is not None:
             label += f"  {len(result.objects)} objects  {result.total_ms:.0f} ms"
+            _draw_tracks(tile, result, motion.get(stamp_ns(msg.header), {}))
         cv2.rectangle(tile, (0, 0), (tile.shape[1], 22), (0, 0, 0), -1)
         cv2.putText(tile, label, (5, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
         tiles.append(tile)

@@ -380,8 +380,16 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hfov", type=float, default=70.0, help="assumed horizontal field of view of a video (deg)"
     )
-    parser.add_argument("--rate", type=float, default=30.0, help="frames per second")
+    parser.add_argument(
+        "--rate", type=float, help="frames per second (default: a sequence's own rate, else 30)"
+    )
     parser.add_argument("--frames", type=int, default=150, help="frames to play (0: all)")
+
+
+def play_rate(args: argparse.Namespace, source) -> float:
+    """--rate, else the source's own rate (a camera sequence: its odometry is in its time),
+    else 30 Hz."""
+    return float(args.rate or getattr(source, "rate", None) or 30.0)
 
 
 def source_from_args(args: argparse.Namespace):
@@ -411,7 +419,7 @@ def main(argv=None) -> int:
         return 2
     rclpy.init(args=ros_args)
     try:
-        player = make_player(source, rate_hz=args.rate, max_frames=args.frames)
+        player = make_player(source, rate_hz=play_rate(args, source), max_frames=args.frames)
         player.start()
         while rclpy.ok() and not player.done:
             rclpy.spin_once(player, timeout_sec=0.1)

@@ -2,7 +2,9 @@
 velocity arrows on `markers` (`segmentation_ros.tracking` underneath).
 
 Parameters (declared here, read on configure): `tracking_enabled`, `tracking_high_score`,
-`tracking_new_track_score`, `tracking_match_iou`, `tracking_max_age` (s), `tracking_min_hits`.
+`tracking_new_track_score`, `tracking_match_iou`, `tracking_max_age` (s), `tracking_min_hits`,
+`tracking_reassociate` (carry a lost track's id to a new track its ground filter predicts:
+`tracking.reassociate`; needs odometry and the camera model).
 The robot's pose at each image's stamp comes from the node's one odometry subscription
 (`ros.odometry.OdometryBuffer`, topic `odom`): interpolated, None when the stamp is outside what
 odometry covers. Its child frame is assumed to be the grid frame (`grid_frame_id`, base_link) in
@@ -19,7 +21,9 @@ from segmentation_ros.tracking import (
     GroundMotion,
     MotionParams,
     ObjectTracker,
+    ReassociationParams,
     TrackerParams,
+    TrackReassociation,
     cut_by_border,
 )
 
@@ -41,6 +45,11 @@ PARAMETERS = {
     ),
     "tracking_max_age": (1.0, "seconds a track survives without detections", (0.0, 60.0)),
     "tracking_min_hits": (2, "matched frames before a track gets an id", (1, 100)),
+    "tracking_reassociate": (
+        True,
+        "a new track takes the id of a lost one whose ground filter gates it (occlusions)",
+        None,
+    ),
 }
 
 
@@ -68,7 +77,7 @@ class TrackingGlue:
         declare_tracking_parameters(node)
         self._odometry = odometry  # ros.odometry.OdometryBuffer, filled by the node
         self.enabled = False
-        self.tracker = self.motion = None
+        self.tracker = self.motion = self.carry = None
         self._arrows: list = []
 
     def configure(self) -> None:
@@ -84,6 +93,9 @@ class TrackingGlue:
         )
         self.tracker = ObjectTracker(params)
         self.motion = GroundMotion(MotionParams(max_age_s=params.max_age_s))
+        self.carry = None
+        if value["tracking_reassociate"]:
+            self.carry = TrackReassociation(ReassociationParams(max_age_s=params.max_age_s))
 
     def _pose_at(self, stamp) -> tuple[tuple[float, float, float] | None, str]:
         """((x, y, yaw), frame) of the robot at a header stamp, or (None, "")."""
@@ -107,14 +119,19 @@ class TrackingGlue:
         ).reshape(-1, 4)
         boxes = np.concatenate([rois[:, :2], rois[:, :2] + rois[:, 2:]], 1)
         scores = np.array([o.score for o in things], np.float64)
-        ids = self.tracker.update(boxes, scores, [o.class_id for o in things], stamp)
+        classes = [o.class_id for o in things]
+        ids = self.tracker.update(boxes, scores, classes, stamp)
         pose, frame = self._pose_at(msg.header.stamp)
-        est = xy = None
+        est = None
+        xy = np.full((len(things), 2), np.nan)
         if camera is not None and pose is not None and len(things):
             from segmentation_ros.drivable.ground import ground_contacts
 
             xy, _ = ground_contacts(camera, mount, rois, image_size)
             xy[cut_by_border(boxes, image_size)] = np.nan  # continues outside the image
+        if self.carry is not None:
+            ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes)
+        if camera is not None and pose is not None and len(things):
             est = self.motion.update(ids, xy, pose, stamp)
         for k, (obj, tid) in enumerate(zip(things, ids)):
             obj.track_id = int(tid)
@@ -130,6 +147,8 @@ class TrackingGlue:
         if self.tracker is not None:
             self.tracker.reset()
             self.motion.reset()
+            if self.carry is not None:
+                self.carry.reset()
         self._arrows = []
 
     def add_markers(self, markers_msg) -> None:

@@ -3,6 +3,8 @@
 - `class_palette(n)`: a fixed, well-spread RGB colour per class id (also sent in ClassInfo).
 - `draw_overlay(...)`: the camera image with every segment tinted in its class colour, and thing
   boxes with "label score" text. Pure numpy + OpenCV, vectorised over pixels.
+- `draw_tracks(...)`: per tracked object its track id and an arrow of its image-plane motion
+  (the demo strip).
 - `make_markers(...)`: per thing object with a ground position, a disc on the ground (its width
   from the box's bottom edge projected on the ground) and a text label above it, in the grid
   frame; the array starts with DELETEALL so that objects of past frames disappear.
@@ -129,3 +131,47 @@ def make_markers(
         text.text = label
         markers += [disc, text]
     return MarkerArray(markers=markers)
+
+
+#: RGB colours of the track drawings on the demo strip: the id text and the motion arrow.
+TRACK_TEXT_COLOR = (255, 230, 0)
+TRACK_ARROW_COLOR = (0, 255, 255)
+
+
+def draw_tracks(
+    image: np.ndarray,
+    boxes: np.ndarray,
+    track_ids: Sequence[int],
+    velocities: np.ndarray,
+    *,
+    seconds: float = 0.5,
+) -> None:
+    """Draw, in place on `image` ([H, W, 3] uint8 RGB), per tracked object its id "#ID" (yellow
+    on black, inside the top-left corner of its box) and, when it moves, an arrow (cyan) from
+    the box centre to where the centre will be in `seconds` at its image-plane velocity.
+
+    boxes: [N, 4] (x1, y1, x2, y2) pixels of `image`; track_ids: [N] (0: untracked, skipped);
+    velocities: [N, 2] image-plane velocity of the box centre, pixels/s (NaN: no arrow).
+    """
+    height, width = image.shape[:2]
+    scale = max(0.35, min(height, width) / 700.0)
+    for box, tid, v in zip(np.asarray(boxes, float).reshape(-1, 4), track_ids, velocities):
+        if not tid:
+            continue
+        x1, y1, x2, y2 = (int(round(c)) for c in box)
+        text = f"#{int(tid)}"
+        (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+        cv2.rectangle(image, (x1, y1), (x1 + tw + 2, y1 + th + base + 2), (0, 0, 0), cv2.FILLED)
+        cv2.putText(
+            image, text, (x1 + 1, y1 + th + 1), cv2.FONT_HERSHEY_SIMPLEX, scale,
+            TRACK_TEXT_COLOR, 1, cv2.LINE_8,
+        )  # fmt: skip
+        v = np.asarray(v, float)
+        if not np.isfinite(v).all() or float(np.hypot(*v)) * seconds < 3.0:
+            continue
+        c = np.array([(x1 + x2) / 2.0, (y1 + y2) / 2.0])
+        tip = c + v * seconds
+        cv2.arrowedLine(
+            image, tuple(int(round(p)) for p in c), tuple(int(round(p)) for p in tip),
+            TRACK_ARROW_COLOR, 2, cv2.LINE_8, tipLength=0.3,
+        )  # fmt: skip

@@ -8,6 +8,7 @@ from segmentation_ros.tracking.motion import (
     base_to_odom,
     cut_by_border,
 )
+from segmentation_ros.tracking.reassociate import ReassociationParams, TrackReassociation
 from segmentation_ros.tracking.tracker import ObjectTracker, TrackerParams
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "MotionParams",
     "MotionResult",
     "ObjectTracker",
+    "ReassociationParams",
+    "TrackReassociation",
     "TrackerParams",
     "base_to_odom",
     "cut_by_border",

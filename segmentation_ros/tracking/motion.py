@@ -78,6 +78,15 @@ class MotionResult:
         return int(self.position.shape[0])
 
 
+def _transition(dt: float, accel_std: float) -> tuple[np.ndarray, np.ndarray]:
+    """Constant-velocity F and Q (white acceleration) of state (x, y, vx, vy) over dt s."""
+    from filterpy.common import Q_discrete_white_noise
+
+    f = np.array([[1.0, 0, dt, 0], [0, 1.0, 0, dt], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
+    q = Q_discrete_white_noise(dim=2, dt=dt, var=accel_std**2, block_size=2, order_by_dim=False)
+    return f, q
+
+
 class _Track:
     def __init__(self, xy: np.ndarray, r_std: float, stamp: float, p: MotionParams) -> None:
         from filterpy.kalman import KalmanFilter
@@ -89,14 +98,9 @@ class _Track:
         self.kf, self.stamp, self.updates, self.params = kf, stamp, 1, p
 
     def step(self, xy: np.ndarray, r_std: float, stamp: float) -> None:
-        from filterpy.common import Q_discrete_white_noise
-
         dt = stamp - self.stamp
         if dt > 0:
-            self.kf.F = np.array([[1.0, 0, dt, 0], [0, 1.0, 0, dt], [0, 0, 1.0, 0], [0, 0, 0, 1.0]])
-            self.kf.Q = Q_discrete_white_noise(
-                dim=2, dt=dt, var=self.params.accel_std**2, block_size=2, order_by_dim=False
-            )
+            self.kf.F, self.kf.Q = _transition(dt, self.params.accel_std)
             self.kf.predict()
         self.kf.update(xy, R=np.eye(2) * r_std**2)
         self.stamp = max(self.stamp, stamp)
@@ -120,6 +124,24 @@ class GroundMotion:
 
     def reset(self) -> None:
         self.tracks.clear()
+
+    def measurement_std(self, ground_range: np.ndarray) -> np.ndarray:
+        """[N] std (m) of a ground contact measured at `ground_range` [N] m from the robot."""
+        r = np.asarray(ground_range, dtype=np.float64)
+        return self.params.meas_std + self.params.meas_std_per_m2 * r**2
+
+    def predict(self, track_id: int, stamp: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The filter of `track_id` predicted to `stamp` without changing it: (position [2],
+        covariance [2, 2]) in odom (m, m^2); None when the track has no filter."""
+        track = self.tracks.get(int(track_id))
+        if track is None:
+            return None
+        x, cov = track.kf.x, track.kf.P
+        dt = stamp - track.stamp
+        if dt > 0:
+            f, q = _transition(dt, self.params.accel_std)
+            x, cov = f @ x, f @ cov @ f.T + q
+        return np.array(x[:2]), np.array(cov[:2, :2])
 
     def update(self, track_ids, ground_xy, pose, stamp: float) -> MotionResult:
         ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)

@@ -29,9 +29,13 @@ from segmentation_ros.tracking import (
     GroundMotion,
     MotionParams,
     ObjectTracker,
+    ReassociationParams,
     TrackerParams,
+    TrackReassociation,
     cut_by_border,
 )
+
+_CARRY = ReassociationParams()
 
 
 @dataclass
@@ -103,13 +107,16 @@ def evaluate_sequence(
     min_area: int = 100,
     max_range: float = 10.0,
     min_updates: int = 5,
+    reassociation: ReassociationParams | None = _CARRY,
 ) -> SequenceReport:
     """Track through one sequence and score it. detector: callable image -> (boxes [N, 4] xyxy,
-    scores [N], class ids [N]); None feeds the ground-truth boxes (score 1)."""
+    scores [N], class ids [N]); None feeds the ground-truth boxes (score 1). reassociation:
+    None tracks with ByteTrack alone (no ids carried through occlusions)."""
     from trackeval.metrics import CLEAR, HOTA, Identity
 
     tp = tracker_params or TrackerParams(frame_rate=seq.rate)
     tracker, motion = ObjectTracker(tp), GroundMotion(motion_params)
+    carry = TrackReassociation(reassociation) if reassociation is not None else None
     camera, mount = _camera(seq)
     size = (seq.meta["height"], seq.meta["width"])
     gt_ids, tr_ids, sims, errors = [], [], [], []
@@ -132,6 +139,8 @@ def evaluate_sequence(
             camera, mount, np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], size
         )
         xy[cut_by_border(boxes, size)] = np.nan  # the object continues outside the image
+        if carry is not None:
+            ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion, boxes)
         est = motion.update(ids, xy, f["pose"], f["stamp"])
         trk_ms += (time.perf_counter() - t1) * 1e3
         det_ms += (t1 - t0) * 1e3
@@ -263,6 +272,9 @@ def add_arguments(p) -> None:
     p.add_argument("--min-hits", type=int, default=TrackerParams.min_hits)
     p.add_argument("--min-area", type=int, default=100, help="smaller ground truth is ignored")
     p.add_argument("--max-range", type=float, default=10.0, help="velocity error range, m")
+    p.add_argument(
+        "--no-reassociation", action="store_true", help="ByteTrack alone (no ids carried)"
+    )
 
 
 def run(args) -> int:
@@ -296,6 +308,9 @@ def run(args) -> int:
                 motion_params=MotionParams(max_age_s=args.max_age),
                 min_area=args.min_area,
                 max_range=args.max_range,
+                reassociation=None
+                if args.no_reassociation
+                else ReassociationParams(max_age_s=args.max_age),
             )
         )
         print(f"{seq.root}: {len(seq)} frames", flush=True)

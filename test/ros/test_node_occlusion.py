@@ -1,0 +1,84 @@
+"""A track keeps its id through a real occlusion, over DDS: the constructed `passing_world` (an
+oncoming van passes through the line of sight to a parked car) played with odometry into the
+node (default model, config/default.yaml). The occlusion is read from the world's exact
+annotations (the parked car's visible area); which object is which comes from the world's agent
+ids (truth boxes), never from the node."""
+
+import numpy as np
+import pytest
+import rclpy
+from occlusion_scene import HIDDEN, passing_world
+
+from .harness import NodeProcess
+from .test_node_tracking import _iou, _play
+
+pytestmark = pytest.mark.ros
+
+NAME = "seg_occlusion"
+TINY = 300  # visible pixels below which the parked car counts as hidden
+
+
+@pytest.fixture(scope="module")
+def world():
+    return passing_world()
+
+
+@pytest.fixture(scope="module")
+def occlusion_node(tmp_path_factory, ros_env, world):
+    cam = world.camera
+    args = [
+        "bin/segmentation_node", "--ros-args", "-r", f"__node:={NAME}",
+        "--params-file", "config/default.yaml",
+        "-p", f"engine_cache_dir:={tmp_path_factory.mktemp('engines')}",
+        "-p", "input_reliability:=reliable", "-p", "max_image_age_ms:=0.0",
+        "-p", "publish_overlay:=false", "-p", "publish_markers:=true",
+        "-p", f"camera_height:={cam.camera_height}", "-p", f"camera_pitch:={cam.pitch}",
+        "-p", "tracking_max_age:=1.0",
+    ]  # fmt: skip
+    process = NodeProcess(args, env=ros_env, log_dir=tmp_path_factory.mktemp("log"), name=NAME)
+    yield process
+    process.stop()
+
+
+def _area(frame, agent) -> int:
+    m = frame.segments.track_ids == agent
+    return int(frame.segments.areas[m][0]) if m.any() else 0
+
+
+def test_a_track_keeps_its_id_through_an_occlusion(occlusion_node, world):
+    rclpy.init()
+    node = rclpy.create_node("occlusion_client")
+    try:
+        played = _play(node, occlusion_node, world, gap=())
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    frames = [f for f, _, _ in played]
+    areas = [_area(f, HIDDEN) for f in frames]
+    # The occlusion is real: the first run of frames where the car is hidden (it leaves the view
+    # at the end) lasts 3 to 6 frames, and it is well in view before and after.
+    assert [f.index for f in frames] == list(range(len(frames)))
+    first = next(k for k, a in enumerate(areas) if a < TINY)
+    last = next(k for k in range(first, len(areas)) if areas[k] >= TINY) - 1
+    hidden = list(range(first, last + 1))
+    assert 3 <= len(hidden) <= 6, areas
+    assert min(areas[first - 8 : first - 2]) > 800 and min(areas[last + 2 : last + 8]) > 800
+    ids: dict[int, int] = {}  # frame -> track id of the object on the parked car's truth box
+    for f, objects, _ in played:
+        m = f.segments.track_ids == HIDDEN
+        if not m.any():
+            continue
+        truth = f.segments.bboxes[m][0]
+        best = max(
+            ((_iou((o.roi.x_offset, o.roi.y_offset, o.roi.width, o.roi.height), truth), o)
+             for o in objects.objects if o.is_thing),
+            default=(0.0, None), key=lambda p: p[0],
+        )  # fmt: skip
+        if best[0] >= 0.4 and best[1].track_id:
+            ids[f.index] = int(best[1].track_id)
+    print(f"parked car hidden in frames {hidden}; its track ids over DDS: {ids}")
+    before = [ids[k] for k in sorted(ids) if k < first]
+    after = [ids[k] for k in sorted(ids) if k > last]
+    assert len(before) >= 5 and len(after) >= 5, ids
+    assert before[-1] == after[0], ids  # the same id on both sides of the occlusion
+    assert len(set(after)) == 1 and np.mean(np.array(before) == before[-1]) >= 0.8, ids
