@@ -1,10 +1,9 @@
 """Exact person keypoints of the synthetic world, COCO-style.
 
-The keypoint set is CrowdPose's 14 (Li et al., "CrowdPose", CVPR 2019): COCO's 12 body joints
-plus the head and the neck, in CrowdPose's order, with CrowdPose's OKS sigmas (COCO's for the
-joints; 0.079 for head and neck). The synthetic person has no face, so COCO's eyes, ears and
-nose cannot be placed exactly; our "head" is the centre of the head ellipse (CrowdPose's is the
-top of the head; the sigma is the same).
+The keypoint set is `structures.keypoints.SYNTHETIC_KEYPOINTS`: CrowdPose's 14 (COCO's 12 body
+joints + head + neck) with CrowdPose's OKS sigmas. The synthetic person has no face, so COCO's
+eyes, ears and nose cannot be placed exactly; our "head" is the centre of the head ellipse
+(CrowdPose's is the top of the head; the sigma is the same).
 
 Each keypoint is a fixed point of the person's billboard (`synthetic_shapes.person_keypoints_sz`)
 projected through the scene camera. Coordinates are COCO's: continuous pixels, pixel (col, row)
@@ -23,57 +22,12 @@ import numpy as np
 
 from segmentation_ros.data.synthetic_render import Z_NEAR, Canvas
 from segmentation_ros.data.synthetic_shapes import Thing, bb_points, billboard, person_keypoints_sz
+from segmentation_ros.structures.keypoints import SYNTHETIC_KEYPOINTS
 
-KEYPOINT_NAMES = (
-    "left_shoulder",
-    "right_shoulder",
-    "left_elbow",
-    "right_elbow",
-    "left_wrist",
-    "right_wrist",
-    "left_hip",
-    "right_hip",
-    "left_knee",
-    "right_knee",
-    "left_ankle",
-    "right_ankle",
-    "head",
-    "neck",
-)
-#: OKS sigmas per keypoint (CrowdPose's; COCO's values for the 12 joints).
-KEYPOINT_SIGMAS = (
-    0.079,
-    0.079,
-    0.072,
-    0.072,
-    0.062,
-    0.062,
-    0.107,
-    0.107,
-    0.087,
-    0.087,
-    0.089,
-    0.089,
-) + (0.079, 0.079)
-#: Limbs as 1-based keypoint index pairs (COCO's `skeleton` convention), for drawing.
-KEYPOINT_SKELETON = (
-    (13, 14),
-    (14, 1),
-    (14, 2),
-    (1, 3),
-    (3, 5),
-    (2, 4),
-    (4, 6),
-    (1, 7),
-    (2, 8),
-    (7, 8),
-    (7, 9),
-    (9, 11),
-    (8, 10),
-    (10, 12),
-)
-#: Keypoint index after a horizontal flip (left <-> right).
-KEYPOINT_FLIP = (1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12, 13)
+KEYPOINT_NAMES = SYNTHETIC_KEYPOINTS.names
+KEYPOINT_SIGMAS = SYNTHETIC_KEYPOINTS.sigmas
+KEYPOINT_SKELETON = SYNTHETIC_KEYPOINTS.skeleton  # 1-based pairs (COCO's `skeleton`)
+KEYPOINT_FLIP = SYNTHETIC_KEYPOINTS.flip
 NUM_KEYPOINTS = len(KEYPOINT_NAMES)
 KEYPOINT_KIND = "person"
 
