@@ -81,7 +81,9 @@ class BackboneConfig:
                 f"selected_layers must be non-empty and increasing, got {self.selected_layers}"
             )
         if any(self.dcn_layers):
-            if not (self.kind == "mobilenetv3_large" or (self.kind == "resnet" and self.depth >= 50)):
+            if not (
+                self.kind == "mobilenetv3_large" or (self.kind == "resnet" and self.depth >= 50)
+            ):
                 raise ValueError(
                     "dcn_layers need a Bottleneck ResNet (depth 50, 101 or 152) or MobileNetV3"
                 )
