@@ -3,6 +3,7 @@
 - `class_palette(n)`: a fixed, well-spread RGB colour per class id (also sent in ClassInfo).
 - `draw_overlay(...)`: the camera image with every segment tinted in its class colour, and thing
   boxes with "label score" text. Pure numpy + OpenCV, vectorised over pixels.
+- `draw_keypoints(...)`: keypoints as dots and the skeleton's limbs as lines, on the overlay.
 - `make_markers(...)`: per thing object with a ground position, a disc on the ground (its width
   from the box's bottom edge projected on the ground) and a text label above it, in the grid
   frame; the array starts with DELETEALL so that objects of past frames disappear.
@@ -67,6 +68,32 @@ def draw_overlay(
             out, label, (x1, ty), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
         )
     return out
+
+
+def draw_keypoints(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    skeleton: Sequence[tuple[int, int]] = (),
+    color: tuple[int, int, int] = (255, 255, 0),
+) -> np.ndarray:
+    """Draw keypoints into `image` ([H, W, 3] uint8 RGB, modified in place, returned).
+
+    keypoints: [N, K, 3] (x, y, score) pixels (pixel (u, v) covers [u, u + 1)); objects or
+    keypoints with a NaN are skipped. skeleton: 1-based (a, b) index pairs joined by lines.
+    """
+    height, width = image.shape[:2]
+    radius = max(2, round(min(height, width) / 160))
+    thickness = max(1, round(min(height, width) / 320))
+    for person in np.asarray(keypoints, dtype=np.float64):
+        ok = np.isfinite(person).all(axis=1)
+        # Pixel (u, v)'s centre is at (u + 0.5, v + 0.5): OpenCV draws at integer centres.
+        pts = np.rint(np.where(ok[:, None], person[:, :2], 0.0) - 0.5).astype(int)
+        for a, b in skeleton:
+            if ok[a - 1] and ok[b - 1]:
+                cv2.line(image, tuple(pts[a - 1]), tuple(pts[b - 1]), color, thickness, cv2.LINE_AA)
+        for p in pts[ok]:
+            cv2.circle(image, tuple(p), radius, (255, 0, 255), cv2.FILLED, cv2.LINE_AA)
+    return image
 
 
 def _colour_image(id_map: np.ndarray, segment_colors: np.ndarray) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["SYNTHETIC_KEYPOINTS", "KeypointSet"]
+__all__ = ["KEYPOINT_SETS", "SYNTHETIC_KEYPOINTS", "KeypointSet", "keypoint_set_of", "skeleton_of"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +76,20 @@ SYNTHETIC_KEYPOINTS = KeypointSet(
     ),
     flip=(1, 0, 3, 2, 5, 4, 7, 6, 9, 8, 11, 10, 12, 13),
 )
+
+#: The keypoint sets we know, for looking one up by its names.
+KEYPOINT_SETS = (SYNTHETIC_KEYPOINTS,)
+
+
+def keypoint_set_of(names: tuple[str, ...] | list[str]) -> KeypointSet | None:
+    """The known `KeypointSet` with exactly these names in this order, else None."""
+    for known in KEYPOINT_SETS:
+        if tuple(names) == known.names:
+            return known
+    return None
+
+
+def skeleton_of(names: tuple[str, ...] | list[str]) -> tuple[tuple[int, int], ...]:
+    """Limbs (1-based pairs) of the known set with these names; () for an unknown set."""
+    known = keypoint_set_of(names)
+    return () if known is None else known.skeleton

@@ -129,6 +129,9 @@ class MaskRCNNFamily(ModelFamily):
     def classes(self, config: MaskRCNNConfig) -> ClassTable:
         return ClassTable.panoptic(config.stuff_names, config.thing_names)
 
+    def keypoint_names(self, config: MaskRCNNConfig) -> tuple[str, ...]:
+        return config.keypoint_names
+
     def network_config(self, config: MaskRCNNConfig) -> MaskRCNNConfig:
         return config  # it has `input_size` and `normalization`, all `preprocess` reads
 

@@ -1,0 +1,82 @@
+"""The node publishes a keypoint Mask R-CNN's person keypoints over DDS: every person object
+carries the model's K named keypoints, equal to what the library's pipeline computes for the
+same image; other objects carry none; the overlay arrives."""
+
+import numpy as np
+import pytest
+import rclpy
+
+from segmentation_ros.ros.image_codec import numpy_to_image
+from segmentation_ros.structures.keypoints import SYNTHETIC_KEYPOINTS
+
+from .harness import NodeProcess, spin_until
+from .test_node import HEIGHT, NAME, WIDTH, Client
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+INPUT = (96, 128)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    from tiny_models import save_tiny_keypoint_mask_rcnn
+
+    return save_tiny_keypoint_mask_rcnn(tmp_path_factory.mktemp("ckpt") / "kp.pt", INPUT)
+
+
+@pytest.fixture(scope="module")
+def node_process(tmp_path_factory, ros_env, checkpoint):
+    args = [
+        "bin/segmentation_node", "--ros-args", "-r", f"__node:={NAME}",
+        "-p", f"checkpoint:={checkpoint}", "-p", "backend:=torch", "-p", "num_threads:=1",
+        "-p", "max_image_age_ms:=5000.0", "-p", "score_threshold:=0.05",
+    ]  # fmt: skip
+    process = NodeProcess(args, env=ros_env, log_dir=tmp_path_factory.mktemp("log"), name=NAME)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def client():
+    rclpy.init()
+    client = Client()
+    yield client
+    client.node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def test_person_keypoints_arrive_over_dds(node_process, client, checkpoint):
+    import torch
+
+    from segmentation_ros.pipeline import SegmentationPipeline
+    from segmentation_ros.pipeline.settings import FrameSettings, OutputRequest
+
+    torch.set_num_threads(1)
+    rgb = np.random.default_rng(5).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    assert spin_until(client.node, lambda: client.class_info, 120.0), node_process.output()
+    for _ in range(200):
+        client.send_image(msg=numpy_to_image(rgb, "rgb8"))
+        if spin_until(client.node, lambda: client.received["objects"], 1.0):
+            break
+    assert client.received["objects"], node_process.output()[-3000:]
+    objects = client.received["objects"][-1].objects
+
+    pipeline = SegmentationPipeline.from_checkpoint(checkpoint, backend="torch")
+    expected = pipeline.process(
+        rgb, OutputRequest(objects=True), FrameSettings(score_threshold=0.05)
+    )
+    seg = expected.segments
+    names = seg.class_ids
+    assert len(objects) == len(seg)
+    people = 0
+    for obj, kp, cls in zip(objects, seg.keypoints, names):
+        assert obj.class_id == int(cls)
+        if obj.class_label == "person" and obj.is_thing:
+            people += 1
+            assert list(obj.keypoint_names) == list(SYNTHETIC_KEYPOINTS.names)
+            got = np.stack([obj.keypoint_x, obj.keypoint_y, obj.keypoint_score], 1)
+            np.testing.assert_allclose(got, kp, rtol=0, atol=1e-3)
+            assert ((got[:, 0] >= 0) & (got[:, 0] <= WIDTH)).all()
+            assert ((got[:, 1] >= 0) & (got[:, 1] <= HEIGHT)).all()
+        else:
+            assert not len(obj.keypoint_names) and not len(obj.keypoint_x)
+    assert people >= 1, [o.class_label for o in objects]
