@@ -163,3 +163,31 @@ def test_keypoint_head_learns_a_fixed_set():
     print("keypoint loss", [round(v, 2) for v in losses[::5]], "error", before, after)
     assert np.mean(losses[-5:]) < 0.6 * losses[0], losses
     assert after < 0.3 * before, (before, after)
+
+
+def test_onnxruntime_agrees_with_torch_on_keypoint_logits(tmp_path):
+    """The exported graph carries the keypoint branch (RoiAlign + convs + ConvTranspose +
+    Resize); ONNX Runtime's raw outputs and the decoded keypoints agree with torch's."""
+    from segmentation_ros.runtime.backends import OnnxRuntimeBackend, TorchBackend
+    from segmentation_ros.runtime.onnx_export import export_onnx
+
+    config = _config((96, 128))
+    torch.manual_seed(0)
+    model = family_of("mask_rcnn").build(config).eval()
+    rpn, heads = model.detector.rpn.head, model.detector.roi_heads
+    torch.nn.init.normal_(rpn.cls_logits.weight, std=0.5)  # no score ties (see test_mask_rcnn)
+    torch.nn.init.normal_(heads.box_predictor.cls_score.weight, std=0.2)
+    path = export_onnx(model, tmp_path / "kp.onnx", input_size=(96, 128))
+    x = torch.randn(1, 3, 96, 128, generator=torch.Generator().manual_seed(2))
+    eager = TorchBackend(model).infer(x)
+    ort = OnnxRuntimeBackend(path, KeypointMaskRCNNOutputs).infer(x)
+    assert eager.keypoint_logits.shape[:3] == (1, eager.boxes.shape[1], K)
+    for field, a, b in zip(KeypointMaskRCNNOutputs._fields, eager, ort, strict=True):
+        assert a.shape == b.shape, field
+        scale = max(1.0, float(a.float().abs().max()))
+        np.testing.assert_allclose(
+            b.float().numpy(), a.float().numpy(), atol=1e-4 * scale, rtol=0, err_msg=field
+        )
+    a = decode_keypoints(eager.keypoint_logits[0], eager.boxes[0])
+    b = decode_keypoints(ort.keypoint_logits[0], ort.boxes[0])
+    torch.testing.assert_close(b[..., :2], a[..., :2], atol=1e-3, rtol=0)
