@@ -167,4 +167,6 @@ def markers_msg(result: FrameResult, header: Header, context: OutputContext):
         labels=segment_labels(result, context.table.names),
         colors=context.table.colors[seg.class_ids] if len(seg) else np.zeros((0, 3), np.uint8),
         ids=seg.ids,
+        keypoints_xyz=result.keypoints_xyz,
+        skeleton=skeleton_of(context.keypoint_names),
     )

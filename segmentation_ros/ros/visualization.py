@@ -124,12 +124,16 @@ def make_markers(
     ids: Sequence[int],
     disc_height: float = 0.05,
     text_height: float = 0.6,
+    keypoints_xyz: np.ndarray | None = None,
+    skeleton: Sequence[tuple[int, int]] = (),
 ):
     """visualization_msgs/MarkerArray of the objects on the ground.
 
     header: stamp of the camera image, frame_id the grid frame.
     ground_xy: [N, 2] metres (NaN: not on the ground, skipped). ground_width: [N] metres.
     labels, colors ([N, 3] uint8 RGB), ids: per object (marker ids are the object ids).
+    keypoints_xyz: [N, K, 3] metres (NaN rows: none): a SPHERE_LIST per object ("keypoints")
+    and its `skeleton` limbs (1-based pairs) as a LINE_LIST ("skeleton").
     """
     from geometry_msgs.msg import Point
     from visualization_msgs.msg import Marker, MarkerArray
@@ -155,4 +159,31 @@ def make_markers(
         text.color.r = text.color.g = text.color.b = text.color.a = 1.0
         text.text = label
         markers += [disc, text]
+    if keypoints_xyz is not None:
+        for points, object_id in zip(keypoints_xyz, ids):
+            markers += _keypoint_markers(header, points, skeleton, int(object_id))
     return MarkerArray(markers=markers)
+
+
+def _keypoint_markers(header, points: np.ndarray, skeleton, object_id: int) -> list:
+    """SPHERE_LIST of an object's keypoints [K, 3] and LINE_LIST of its limbs; [] if unknown."""
+    from geometry_msgs.msg import Point
+    from visualization_msgs.msg import Marker
+
+    ok = np.isfinite(points).all(axis=1)
+    if not ok.any():
+        return []
+    pts = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in points]
+    dots = Marker(header=header, ns="keypoints", id=object_id, type=Marker.SPHERE_LIST)
+    dots.action = Marker.ADD
+    dots.pose.orientation.w = 1.0
+    dots.scale.x = dots.scale.y = dots.scale.z = 0.06
+    dots.color.r, dots.color.g, dots.color.b, dots.color.a = 1.0, 0.0, 1.0, 1.0
+    dots.points = [p for p, good in zip(pts, ok) if good]
+    limbs = Marker(header=header, ns="skeleton", id=object_id, type=Marker.LINE_LIST)
+    limbs.action = Marker.ADD
+    limbs.pose.orientation.w = 1.0
+    limbs.scale.x = 0.02
+    limbs.color.r, limbs.color.g, limbs.color.b, limbs.color.a = 1.0, 1.0, 0.0, 1.0
+    limbs.points = [pts[i - 1] for a, b in skeleton if ok[a - 1] and ok[b - 1] for i in (a, b)]
+    return [dots, limbs] if limbs.points else [dots]

@@ -1,11 +1,13 @@
 """The node publishes a keypoint Mask R-CNN's person keypoints over DDS: every person object
 carries the model's K named keypoints, equal to what the library's pipeline computes for the
-same image; other objects carry none; the overlay arrives."""
+same image (and camera); other objects carry none; the markers carry the people's keypoints on
+their upright planes; the overlay arrives."""
 
 import numpy as np
 import pytest
 import rclpy
 
+from segmentation_ros.drivable import CameraModel
 from segmentation_ros.ros.image_codec import numpy_to_image
 from segmentation_ros.structures.keypoints import SYNTHETIC_KEYPOINTS
 
@@ -14,6 +16,7 @@ from .test_node import HEIGHT, NAME, WIDTH, Client
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 INPUT = (96, 128)
+CAMERA_K = (120.0, 0.0, 80.0, 0.0, 120.0, 60.0, 0.0, 0.0, 1.0)  # Client.send_camera_info's
 
 
 @pytest.fixture(scope="module")
@@ -53,16 +56,26 @@ def test_person_keypoints_arrive_over_dds(node_process, client, checkpoint):
     torch.set_num_threads(1)
     rgb = np.random.default_rng(5).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
     assert spin_until(client.node, lambda: client.class_info, 120.0), node_process.output()
+
+    def arrived():
+        return all(client.received[t] for t in ("objects", "markers", "overlay"))
+
     for _ in range(200):
+        client.send_camera_info()
         client.send_image(msg=numpy_to_image(rgb, "rgb8"))
-        if spin_until(client.node, lambda: client.received["objects"], 1.0):
+        if spin_until(client.node, arrived, 1.0):
             break
-    assert client.received["objects"], node_process.output()[-3000:]
+    assert arrived(), node_process.output()[-3000:]
     objects = client.received["objects"][-1].objects
+    markers = client.received["markers"][-1].markers
 
     pipeline = SegmentationPipeline.from_checkpoint(checkpoint, backend="torch")
+    camera = CameraModel(K=np.reshape(CAMERA_K, (3, 3)), D=[0.0] * 5, width=WIDTH, height=HEIGHT)
     expected = pipeline.process(
-        rgb, OutputRequest(objects=True), FrameSettings(score_threshold=0.05)
+        rgb,
+        OutputRequest(objects=True, markers=True),
+        FrameSettings(score_threshold=0.05),
+        camera=camera,
     )
     seg = expected.segments
     names = seg.class_ids
@@ -80,3 +93,12 @@ def test_person_keypoints_arrive_over_dds(node_process, client, checkpoint):
         else:
             assert not len(obj.keypoint_names) and not len(obj.keypoint_x)
     assert people >= 1, [o.class_label for o in objects]
+    dots = {m.id: m for m in markers if m.ns == "keypoints"}
+    assert dots, [m.ns for m in markers]
+    for index, points in enumerate(expected.keypoints_xyz):
+        ok = np.isfinite(points).all(axis=1)
+        if not ok.any():
+            assert int(seg.ids[index]) not in dots
+            continue
+        got = [(p.x, p.y, p.z) for p in dots[int(seg.ids[index])].points]
+        np.testing.assert_allclose(got, points[ok], rtol=0, atol=1e-4)
