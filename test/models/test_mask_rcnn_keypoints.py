@@ -191,3 +191,53 @@ def test_onnxruntime_agrees_with_torch_on_keypoint_logits(tmp_path):
     a = decode_keypoints(eager.keypoint_logits[0], eager.boxes[0])
     b = decode_keypoints(ort.keypoint_logits[0], ort.boxes[0])
     torch.testing.assert_close(b[..., :2], a[..., :2], atol=1e-3, rtol=0)
+
+
+def test_keypoint_branch_is_torchvisions():
+    """Our RoI heads against torchvision's own `RoIHeads` holding the same modules (one thing
+    class, person, so that torchvision's "every positive" is our "every person"): the same
+    keypoint loss on the same sampled proposals, the same keypoints at inference."""
+    from torchvision.models.detection.image_list import ImageList
+    from torchvision.models.detection.roi_heads import RoIHeads
+
+    config = _config((128, 160))
+    config = family_of("mask_rcnn").with_classes(config, stuff_names=STUFF, thing_names=("person",))
+    torch.manual_seed(0)
+    model = family_of("mask_rcnn").build(config)
+    ours = model.detector.roi_heads
+    reference = RoIHeads(
+        ours.box_roi_pool, ours.box_head, ours.box_predictor, 0.5, 0.5,
+        ours.fg_bg_sampler.batch_size_per_image, 0.25, None, ours.score_thresh, ours.nms_thresh,
+        ours.detections_per_img, mask_roi_pool=ours.mask_roi_pool, mask_head=ours.mask_head,
+        mask_predictor=ours.mask_predictor, keypoint_roi_pool=ours.keypoint_roi_pool,
+        keypoint_head=ours.keypoint_head, keypoint_predictor=ours.keypoint_predictor,
+    )  # fmt: skip
+    images, targets = _fixed_set(want=1)
+    t = targets[0]
+    keep = t["person"]
+    target = {"boxes": t["boxes"][keep], "labels": torch.ones(int(keep.sum()), dtype=torch.int64),
+              "masks": t["masks"][keep], "keypoints": t["keypoints"][keep]}  # fmt: skip
+    assert len(target["boxes"]) >= 1
+    x = (images[0][None] - 128.0) / 64.0
+    sizes = [tuple(x.shape[-2:])]
+    model.train()
+    reference.train()
+    feats = model.features(x)
+    proposals, _ = model.detector.rpn(ImageList(x, sizes), feats, [target])
+    torch.manual_seed(1)
+    _, ours_losses = ours(feats, [p.detach() for p in proposals], sizes, [target])
+    torch.manual_seed(1)
+    _, ref_losses = reference(feats, [p.detach() for p in proposals], sizes, [target])
+    torch.testing.assert_close(ours_losses["loss_keypoint"], ref_losses["loss_keypoint"])
+    model.eval()
+    reference.eval()
+    with torch.no_grad():
+        feats = model.features(x)
+        proposals, _ = model.detector.rpn(ImageList(x, sizes), feats)
+        detections, _ = ours(feats, proposals, sizes)
+        expected, _ = reference(feats, proposals, sizes)
+    d, e = detections[0], expected[0]
+    torch.testing.assert_close(d.boxes, e["boxes"])
+    got = decode_keypoints(d.keypoint_logits, d.boxes)
+    torch.testing.assert_close(got[..., :2], e["keypoints"][..., :2])
+    torch.testing.assert_close(got[..., 2], e["keypoints_scores"])
