@@ -4,7 +4,10 @@ Layout of `out_dir` (file stem = the seed, 8 digits):
   images/<seed>.jpg|png     RGB image
   panoptic/<seed>.png       COCO-panoptic id PNG: segment id = R + 256 G + 65536 B, 0 = void
   panoptic.json             {info, images, annotations: [{image_id, file_name, segments_info}],
-                            categories: [{id, name, supercategory, isthing, color, drivable}]}
+                            categories: [{id, name, supercategory, isthing, color, drivable}]};
+                            person segments also carry COCO `keypoints` and `num_keypoints`
+                            (`synthetic_keypoints`), the person category COCO's `keypoints`
+                            names and `skeleton`
   instances.json            COCO instances of the thing segments: {info, images, annotations:
                             [{id, image_id, category_id, segmentation (compressed RLE, exact),
                             area, bbox [x, y, w, h], iscrowd 0, people: keypoints,
@@ -231,7 +234,9 @@ def write_dataset(
             "info": info,
             "images": images,
             "annotations": [r[1] for r in results],
-            "categories": categories,
+            "categories": [
+                c | keypoint_category() if c["name"] == KEYPOINT_KIND else c for c in categories
+            ],
         },
     )
     _dump(

@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KEYPOINT_SETS", "SYNTHETIC_KEYPOINTS", "KeypointSet", "keypoint_set_of", "skeleton_of"]
+__all__ = [
+    "KEYPOINT_SETS",
+    "SYNTHETIC_KEYPOINTS",
+    "KeypointSet",
+    "flip_of",
+    "keypoint_set_of",
+    "skeleton_of",
+]
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,19 @@ def keypoint_set_of(names: tuple[str, ...] | list[str]) -> KeypointSet | None:
         if tuple(names) == known.names:
             return known
     return None
+
+
+def flip_of(names: tuple[str, ...] | list[str]) -> tuple[int, ...]:
+    """The left-right flip of keypoints named COCO-style: "left_x" <-> "right_x", others stay.
+    ValueError when a side's partner is missing."""
+    names = tuple(names)
+    out = []
+    for name in names:
+        other = name.replace("left", "\0").replace("right", "left").replace("\0", "right")
+        if other not in names:
+            raise ValueError(f"keypoint {name!r} has no mirror {other!r} among {names}")
+        out.append(names.index(other))
+    return tuple(out)
 
 
 def skeleton_of(names: tuple[str, ...] | list[str]) -> tuple[tuple[int, int], ...]:
