@@ -111,3 +111,26 @@ def test_keypoint_tables_are_consistent():
         a, b = KEYPOINT_NAMES[i], KEYPOINT_NAMES[j]
         assert a.replace("left", "right") == b or b.replace("left", "right") == a or a == b
     assert {k for pair in KEYPOINT_SKELETON for k in pair} == set(range(1, K + 1))
+
+
+def test_sequence_frames_carry_keypoints_on_their_people():
+    from segmentation_ros.data.sequence_render import render_frame
+    from segmentation_ros.data.sequence_world import build_world
+
+    counts = np.zeros(3, int)
+    for seed in (41, 43):
+        world = build_world(seed, num_frames=6, width=320, height=240)
+        for k in range(0, 6, 2):
+            frame = render_frame(world, k)
+            segs = frame.segments
+            assert segs.keypoints.shape == (len(segs), K, 3)
+            for sid, cat, kp in zip(segs.ids, segs.category_ids, segs.keypoints):
+                if cat != PERSON:
+                    assert not kp.any()
+                    continue
+                for x, y, v in kp:
+                    counts[int(v)] += 1
+                    if v:
+                        own = frame.id_map[int(np.floor(y)), int(np.floor(x))] == sid
+                        assert own == (v == 2)
+    assert counts[2] >= 30, counts
