@@ -26,14 +26,18 @@ def checkpoint(tmp_path_factory):
     return save_tiny_keypoint_mask_rcnn(tmp_path_factory.mktemp("ckpt") / "kp.pt", INPUT)
 
 
-@pytest.fixture(scope="module")
-def node_process(tmp_path_factory, ros_env, checkpoint):
+@pytest.fixture(scope="module", params=["torch", "onnxruntime"])
+def node_process(request, tmp_path_factory, ros_env, checkpoint):
+    """The node on `request.param`'s backend (ONNX Runtime: the exported graph, cached in the
+    checkpoint's folder, where the test's own pipeline finds the same file)."""
     args = [
         "bin/segmentation_node", "--ros-args", "-r", f"__node:={NAME}",
-        "-p", f"checkpoint:={checkpoint}", "-p", "backend:=torch", "-p", "num_threads:=1",
+        "-p", f"checkpoint:={checkpoint}", "-p", f"backend:={request.param}",
+        "-p", f"engine_cache_dir:={checkpoint.parent}", "-p", "num_threads:=1",
         "-p", "max_image_age_ms:=5000.0", "-p", "score_threshold:=0.05",
     ]  # fmt: skip
     process = NodeProcess(args, env=ros_env, log_dir=tmp_path_factory.mktemp("log"), name=NAME)
+    process.backend = request.param
     yield process
     process.stop()
 
@@ -55,7 +59,10 @@ def test_person_keypoints_arrive_over_dds(node_process, client, checkpoint):
 
     torch.set_num_threads(1)
     rgb = np.random.default_rng(5).integers(0, 255, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    assert spin_until(client.node, lambda: client.class_info, 120.0), node_process.output()
+    for received in (*client.received.values(), client.class_info):
+        received.clear()  # the other backend's node published into the same lists
+    # Start-up may export the ONNX graph (tens of seconds on a busy machine): a wait, not a check.
+    assert spin_until(client.node, lambda: client.class_info, 240.0), node_process.output()
 
     def arrived():
         return all(client.received[t] for t in ("objects", "markers", "overlay"))
@@ -69,7 +76,9 @@ def test_person_keypoints_arrive_over_dds(node_process, client, checkpoint):
     objects = client.received["objects"][-1].objects
     markers = client.received["markers"][-1].markers
 
-    pipeline = SegmentationPipeline.from_checkpoint(checkpoint, backend="torch")
+    pipeline = SegmentationPipeline.from_checkpoint(
+        checkpoint, backend=node_process.backend, engine_cache_dir=checkpoint.parent
+    )
     camera = CameraModel(K=np.reshape(CAMERA_K, (3, 3)), D=[0.0] * 5, width=WIDTH, height=HEIGHT)
     expected = pipeline.process(
         rgb,
@@ -93,6 +102,8 @@ def test_person_keypoints_arrive_over_dds(node_process, client, checkpoint):
         else:
             assert not len(obj.keypoint_names) and not len(obj.keypoint_x)
     assert people >= 1, [o.class_label for o in objects]
+    if node_process.backend == "onnxruntime":
+        assert pipeline.artifact is not None and pipeline.artifact.path.suffix == ".onnx"
     dots = {m.id: m for m in markers if m.ns == "keypoints"}
     assert dots, [m.ns for m in markers]
     for index, points in enumerate(expected.keypoints_xyz):
