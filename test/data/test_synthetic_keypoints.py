@@ -105,7 +105,10 @@ def test_keypoints_deterministic_per_seed():
 
 
 def test_keypoint_tables_are_consistent():
+    from segmentation_ros.structures.keypoints import flip_of
+
     assert len(KEYPOINT_SIGMAS) == len(KEYPOINT_FLIP) == K
+    assert flip_of(KEYPOINT_NAMES) == KEYPOINT_FLIP
     assert sorted(KEYPOINT_FLIP) == list(range(K))
     for i, j in enumerate(KEYPOINT_FLIP):
         a, b = KEYPOINT_NAMES[i], KEYPOINT_NAMES[j]
