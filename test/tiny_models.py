@@ -86,3 +86,19 @@ def save_tiny_yolact_plus(path: Path, *, input_size=(64, 64), seed: int = 0) -> 
     )
     save_checkpoint(path, build_model(with_input_size(config, input_size)))
     return path
+
+
+def save_tiny_keypoint_mask_rcnn(path: Path, input_size, seed: int = 0) -> Path:
+    """mask_rcnn_mobilenetv3_keypoints with THINGS and STUFF (person keypoints: the synthetic
+    world's set) at `input_size`, random weights, confident masks as `_save_mask_rcnn`."""
+    from segmentation_ros.models import family_of, get_config, save_checkpoint
+
+    torch.manual_seed(seed)
+    family = family_of("mask_rcnn")
+    config = family.with_classes(
+        get_config("mask_rcnn_mobilenetv3_keypoints"), stuff_names=STUFF, thing_names=THINGS
+    )
+    model = family.build(family.with_input_size(config, input_size))
+    torch.nn.init.constant_(model.detector.roi_heads.mask_predictor.mask_fcn_logits.bias, 4.0)
+    save_checkpoint(path, model)
+    return path

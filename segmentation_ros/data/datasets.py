@@ -30,6 +30,7 @@ from segmentation_ros.panoptic.coco_io import (
     load_panoptic_json,
 )
 from segmentation_ros.panoptic.pq import Category, SegmentsInfo
+from segmentation_ros.structures.keypoints import SYNTHETIC_KEYPOINTS, flip_of
 
 __all__ = [
     "CategoryMapping",
@@ -202,6 +203,9 @@ class CocoPanopticDataset(Dataset):
             )
         self.annotations: tuple[PanopticAnnotation, ...] = data.annotations
         self.images = images
+        #: Names of the keypoints the segments carry (COCO `keypoints` of a category), or ().
+        self.keypoint_names: tuple[str, ...] = data.keypoints[1] if data.keypoints else ()
+        self.keypoint_flip = flip_of(self.keypoint_names) if self.keypoint_names else ()
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -234,8 +238,34 @@ class CocoPanopticDataset(Dataset):
             id_map[np.isin(id_map, dropped)] = 0
         segments = SegmentsInfo(segs.ids[keep], ours[keep], segs.iscrowd[keep])
         return build_sample(
-            image, id_map, segments, num_stuff=self.categories.num_stuff, image_id=ann.image_id
+            image,
+            id_map,
+            segments,
+            num_stuff=self.categories.num_stuff,
+            image_id=ann.image_id,
+            keypoints=self._keypoints(ann, segments.ids),
+            keypoint_flip=self.keypoint_flip,
         )
+
+    def _keypoints(self, ann: PanopticAnnotation, ids: np.ndarray) -> np.ndarray | None:
+        """[len(ids), K, 3] COCO keypoints of the segments `ids` (zeros where a segment has
+        none); None for a data set without keypoints."""
+        k = len(self.keypoint_names)
+        if not k:
+            return None
+        out = np.zeros((len(ids), k, 3), np.float32)
+        row = {int(i): n for n, i in enumerate(ids)}
+        for info in ann.segments_info:
+            values = info.get("keypoints")
+            if values is None or int(info["id"]) not in row:
+                continue
+            if len(values) != 3 * k:
+                raise ValueError(
+                    f"image {ann.image_id!r}: segment {info['id']} has {len(values) // 3} "
+                    f"keypoints, the categories name {k}"
+                )
+            out[row[int(info["id"])]] = np.asarray(values, np.float32).reshape(k, 3)
+        return out
 
 
 class CityscapesPanopticDataset(CocoPanopticDataset):
@@ -348,6 +378,8 @@ class SyntheticSceneDataset(Dataset):
             segments,
             num_stuff=self.categories.num_stuff,
             image_id=seed,
+            keypoints=s.keypoints,
+            keypoint_flip=SYNTHETIC_KEYPOINTS.flip,
         )
 
 

@@ -48,6 +48,9 @@ class PanopticSample:
     instance_ids: [N] int64 segment id of each instance in `id_map`.
     num_stuff:    S, so that class = category - S.
     image_id:     the data set's image id (int or str).
+    keypoints:    [M, K, 3] float32 (x, y, visibility) per segment of `segments`, COCO pixels
+                  (`structures.keypoints`), visibility 0 (and x = y = 0) where unlabelled; None
+                  for a data set without keypoints. keypoint_flip: their left-right permutation.
     """
 
     image: np.ndarray
@@ -61,6 +64,8 @@ class PanopticSample:
     instance_ids: np.ndarray
     num_stuff: int
     image_id: int | str = -1
+    keypoints: np.ndarray | None = None
+    keypoint_flip: tuple[int, ...] = ()
 
     def __len__(self) -> int:
         """Number of thing instances (crowd regions included)."""
@@ -82,6 +87,8 @@ def build_sample(
     *,
     num_stuff: int,
     image_id: int | str = -1,
+    keypoints: np.ndarray | None = None,
+    keypoint_flip: tuple[int, ...] = (),
 ) -> PanopticSample:
     """A `PanopticSample` from an image and its panoptic annotation in OUR category ids.
 
@@ -89,7 +96,8 @@ def build_sample(
     id must be in `segments` (ValueError otherwise). segments: ids >= 1 and our category ids
     (0 <= id < VOID_LABEL). Segments without pixels are dropped; the id map is renumbered
     1..M in the order of the kept segments; semantic map, instance masks and tight boxes are
-    derived from it, so they agree by construction.
+    derived from it, so they agree by construction. keypoints: [len(segments), K, 3] per
+    segment (kept with their segments), keypoint_flip their left-right permutation.
     """
     image = _check_image(image)
     id_map = np.asarray(id_map)
@@ -115,7 +123,15 @@ def build_sample(
     new_segments = SegmentsInfo(
         np.arange(1, kept.size + 1, dtype=np.int64), cats[kept], segments.iscrowd[kept]
     )
-    return _derive(image, new_map, new_segments, num_stuff, image_id)
+    sample = _derive(image, new_map, new_segments, num_stuff, image_id)
+    if keypoints is not None:
+        keypoints = np.asarray(keypoints, dtype=np.float32)
+        if keypoints.ndim != 3 or keypoints.shape[0] != len(segments) or keypoints.shape[2] != 3:
+            raise ValueError(
+                f"keypoints must be [{len(segments)} segments, K, 3], got {keypoints.shape}"
+            )
+        sample.keypoints, sample.keypoint_flip = keypoints[kept], tuple(keypoint_flip)
+    return sample
 
 
 def _derive(

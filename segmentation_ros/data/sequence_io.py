@@ -41,6 +41,7 @@ from segmentation_ros.data.synthetic_io import (
     id_map_to_rgb,
     rgb_to_id_map,
 )
+from segmentation_ros.data.synthetic_keypoints import KEYPOINT_KIND, coco_keypoint_fields
 from segmentation_ros.data.synthetic_scene import MIN_AREA
 
 ODOM_FRAME = "odom"
@@ -64,6 +65,8 @@ def _segments_json(s: FrameSegments) -> list[dict[str, Any]]:
         if s.track_ids[k] > 0:
             entry["ground_xy"] = [_num(v) for v in s.ground_xy[k]]
             entry["velocity"] = [_num(v) for v in s.velocity[k]]
+        if s.category_ids[k] == SYNTHETIC_CLASSES.id_of(KEYPOINT_KIND):
+            entry |= coco_keypoint_fields(s.keypoints[k])
         out.append(entry)
     return out
 

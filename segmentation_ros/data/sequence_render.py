@@ -16,6 +16,7 @@ import numpy as np
 from segmentation_ros.data.classes import SYNTHETIC_CLASSES
 from segmentation_ros.data.sequence_world import SequenceWorld, base_to_odom, odom_to_base
 from segmentation_ros.data.synthetic_catalogue import DRAW
+from segmentation_ros.data.synthetic_keypoints import KEYPOINT_KIND, NUM_KEYPOINTS, PendingKeypoints
 from segmentation_ros.data.synthetic_render import TEX_FACADE, TEX_GROUND, TEX_SKY, Canvas
 from segmentation_ros.data.synthetic_scene import MIN_AREA, _boxes
 from segmentation_ros.data.synthetic_shapes import Light, Thing
@@ -44,6 +45,8 @@ class FrameSegments:
     areas:        [N] int64 visible pixel count (>= min_area).
     ground_xy:    [N, 2] float64 ground contact (x, y) in odom, m; NaN for stuff.
     velocity:     [N, 2] float64 ground velocity (vx, vy) in odom, m/s; NaN for stuff.
+    keypoints:    [N, K, 3] float64 people's exact keypoints (x, y, visibility), COCO pixels
+                  (`synthetic_keypoints`); zeros for every other segment.
     """
 
     ids: np.ndarray
@@ -53,6 +56,7 @@ class FrameSegments:
     areas: np.ndarray
     ground_xy: np.ndarray
     velocity: np.ndarray
+    keypoints: np.ndarray
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -177,7 +181,7 @@ def render_frame(sw: SequenceWorld, k: int, *, min_area: int = MIN_AREA) -> Sequ
         )
     things.sort(key=lambda ti: (-ti[0].distance, ti[1]))
     num_stuff = SYNTHETIC_CLASSES.num_stuff
-    drawn_ids = []
+    drawn_ids, pending = [], {}
     for thing, aid in things:
         if thing.distance < 0.3:
             continue
@@ -187,15 +191,19 @@ def render_frame(sw: SequenceWorld, k: int, *, min_area: int = MIN_AREA) -> Sequ
         else:
             label = stuff_label("vegetation")
         DRAW[thing.kind](canvas, thing, label, world.light)
+        if aid and thing.kind == KEYPOINT_KIND:
+            pending[label] = PendingKeypoints(canvas, thing, label)
     world.objects = [ti[0] for ti in things if ti[0].distance >= 0.3]
     image = shade(canvas, world, np.random.default_rng([sw.seed, 17]), effects=sw.effects)
     raw = np.asarray(canvas.labels, np.int32)[canvas.parts]
     return SequenceFrame(
-        k, t, image, *_annotate(sw, raw, drawn_ids, t, min_area), pose, sw.twist(t)
+        k, t, image, *_annotate(sw, raw, drawn_ids, t, min_area, pending), pose, sw.twist(t)
     )
 
 
-def _annotate(sw: SequenceWorld, raw: np.ndarray, drawn_ids: list[int], t: float, min_area: int):
+def _annotate(
+    sw: SequenceWorld, raw: np.ndarray, drawn_ids: list[int], t: float, min_area: int, pending
+):
     num_stuff = SYNTHETIC_CLASSES.num_stuff
     n_raw = num_stuff + 1 + len(drawn_ids)
     counts = np.bincount(raw.ravel(), minlength=n_raw)
@@ -210,6 +218,10 @@ def _annotate(sw: SequenceWorld, raw: np.ndarray, drawn_ids: list[int], t: float
     boxes, areas = _boxes(compact[raw], len(kept))
     by_id = {a.id: a for a in sw.agents}
     cats, tracks, xy, vel = [], [], [], []
+    keypoints = np.zeros((len(kept), NUM_KEYPOINTS, 3))
+    for row, r in enumerate(kept):
+        if r in pending:
+            keypoints[row] = pending[r].annotate(raw)
     for r in kept:
         if r <= num_stuff:
             cats.append(r - 1)
@@ -232,6 +244,7 @@ def _annotate(sw: SequenceWorld, raw: np.ndarray, drawn_ids: list[int], t: float
         areas=areas[1:][order],
         ground_xy=np.asarray(xy, np.float64).reshape(-1, 2)[order],
         velocity=np.asarray(vel, np.float64).reshape(-1, 2)[order],
+        keypoints=keypoints[order],
     )
     return lut[raw], segments
 

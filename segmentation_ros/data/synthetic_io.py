@@ -4,10 +4,15 @@ Layout of `out_dir` (file stem = the seed, 8 digits):
   images/<seed>.jpg|png     RGB image
   panoptic/<seed>.png       COCO-panoptic id PNG: segment id = R + 256 G + 65536 B, 0 = void
   panoptic.json             {info, images, annotations: [{image_id, file_name, segments_info}],
-                            categories: [{id, name, supercategory, isthing, color, drivable}]}
+                            categories: [{id, name, supercategory, isthing, color, drivable}]};
+                            person segments also carry COCO `keypoints` and `num_keypoints`
+                            (`synthetic_keypoints`), the person category COCO's `keypoints`
+                            names and `skeleton`
   instances.json            COCO instances of the thing segments: {info, images, annotations:
                             [{id, image_id, category_id, segmentation (compressed RLE, exact),
-                            area, bbox [x, y, w, h], iscrowd 0}], categories (things only)}
+                            area, bbox [x, y, w, h], iscrowd 0, people: keypoints,
+                            num_keypoints}], categories (things only; person with COCO
+                            `keypoints` names and `skeleton`)}
   cameras.json              {frames, cameras: [{image_id, file_name, width, height, K 3x3, D,
                             distortion_model, camera_height, pitch, camera_to_base 4x4}]}
 Category ids are those of `SYNTHETIC_CLASSES` in every file (0-based, stuff first: category 0 is
@@ -30,6 +35,11 @@ import numpy as np
 
 from segmentation_ros.data.classes import SYNTHETIC_CLASSES
 from segmentation_ros.data.synthetic_camera import SceneCamera
+from segmentation_ros.data.synthetic_keypoints import (
+    KEYPOINT_KIND,
+    coco_keypoint_fields,
+    keypoint_category,
+)
 from segmentation_ros.data.synthetic_scene import (
     MIN_AREA,
     Scene,
@@ -100,7 +110,9 @@ def instance_annotations(scene: Scene) -> list[dict[str, Any]]:
     )
     rles = mask_util.encode(masks)
     out = []
+    person = SYNTHETIC_CLASSES.id_of(KEYPOINT_KIND)
     for k, rle in zip(things, rles):
+        extra = coco_keypoint_fields(segs.keypoints[k]) if segs.category_ids[k] == person else {}
         out.append(
             {
                 "image_id": scene.seed,
@@ -109,6 +121,7 @@ def instance_annotations(scene: Scene) -> list[dict[str, Any]]:
                 "area": int(segs.areas[k]),
                 "bbox": [float(v) for v in segs.bboxes[k]],
                 "iscrowd": 0,
+                **extra,
             }
         )
     return out
@@ -221,7 +234,9 @@ def write_dataset(
             "info": info,
             "images": images,
             "annotations": [r[1] for r in results],
-            "categories": categories,
+            "categories": [
+                c | keypoint_category() if c["name"] == KEYPOINT_KIND else c for c in categories
+            ],
         },
     )
     _dump(
@@ -230,7 +245,11 @@ def write_dataset(
             "info": info,
             "images": images,
             "annotations": instances,
-            "categories": [c for c in categories if c["isthing"]],
+            "categories": [
+                c | keypoint_category() if c["name"] == KEYPOINT_KIND else c
+                for c in categories
+                if c["isthing"]
+            ],
         },
     )
     _dump(

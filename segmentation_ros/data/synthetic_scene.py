@@ -11,6 +11,12 @@ import numpy as np
 from segmentation_ros.data.classes import SYNTHETIC_CLASSES, ClassTable
 from segmentation_ros.data.synthetic_camera import SceneCamera
 from segmentation_ros.data.synthetic_catalogue import DRAW
+from segmentation_ros.data.synthetic_keypoints import (
+    KEYPOINT_KIND,
+    NUM_KEYPOINTS,
+    PendingKeypoints,
+    coco_keypoint_fields,
+)
 from segmentation_ros.data.synthetic_layouts import LAYOUTS, OBJECT_STUFF
 from segmentation_ros.data.synthetic_render import TEX_SKY, Canvas
 from segmentation_ros.data.synthetic_texture import shade
@@ -32,6 +38,8 @@ class SceneSegments:
     areas:        [N] int64, pixel count of the segment in the id map.
     ground_xy:    [N, 2] float64, things: ground contact point (x, y) in base_link metres (the
                   foot of the object's vertical axis); NaN for stuff.
+    keypoints:    [N, K, 3] float64 (x, y, visibility) of people, `synthetic_keypoints`'s K
+                  keypoints in COCO pixels; all zeros for every other segment.
     Stuff segments come first (one per stuff class present, by category id), then things in
     the order they were drawn (far to near).
     """
@@ -42,6 +50,7 @@ class SceneSegments:
     bboxes: np.ndarray
     areas: np.ndarray
     ground_xy: np.ndarray
+    keypoints: np.ndarray
 
     def __len__(self) -> int:
         return int(self.ids.shape[0])
@@ -54,6 +63,7 @@ class SceneSegments:
             self.bboxes[item],
             self.areas[item],
             self.ground_xy[item],
+            self.keypoints[item],
         )
 
     @property
@@ -62,19 +72,19 @@ class SceneSegments:
         return SYNTHETIC_CLASSES.isthing()[self.category_ids]
 
     def to_coco(self) -> list[dict[str, Any]]:
-        """COCO-panoptic `segments_info`: [{id, category_id, iscrowd, bbox, area}]."""
-        return [
-            {
-                "id": int(i),
-                "category_id": int(c),
-                "iscrowd": int(z),
-                "bbox": [int(v) for v in b],
-                "area": int(a),
-            }
-            for i, c, z, b, a in zip(
-                self.ids, self.category_ids, self.iscrowd, self.bboxes, self.areas
-            )
-        ]
+        """COCO-panoptic `segments_info`: [{id, category_id, iscrowd, bbox, area}], people also
+        {keypoints: [x1, y1, v1, ...], num_keypoints} (see `synthetic_keypoints`)."""
+        person = SYNTHETIC_CLASSES.id_of(KEYPOINT_KIND)
+        out = []
+        for i, c, z, b, a, kp in zip(
+            self.ids, self.category_ids, self.iscrowd, self.bboxes, self.areas, self.keypoints
+        ):
+            seg = {"id": int(i), "category_id": int(c), "iscrowd": int(z)}
+            seg |= {"bbox": [int(v) for v in b], "area": int(a)}
+            if c == person:
+                seg |= coco_keypoint_fields(kp)
+            out.append(seg)
+        return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -224,7 +234,7 @@ def generate_scene(
 
     num_stuff = SYNTHETIC_CLASSES.num_stuff
     order = sorted(range(len(world.objects)), key=lambda i: (-world.objects[i].distance, i))
-    thing_cats, thing_xy = [], []
+    thing_cats, thing_xy, pending = [], [], []
     for i in order:
         t = world.objects[i]
         if t.kind in OBJECT_STUFF:
@@ -234,6 +244,8 @@ def generate_scene(
             thing_cats.append(SYNTHETIC_CLASSES.id_of(t.kind))
             thing_xy.append((t.x, t.y))
         DRAW[t.kind](canvas, t, label, world.light)
+        if t.kind == KEYPOINT_KIND:
+            pending.append(PendingKeypoints(canvas, t, label))
     world.objects = [world.objects[i] for i in order]
 
     image = shade(canvas, world, rng, effects=effects)
@@ -255,6 +267,10 @@ def generate_scene(
         cats[is_thing] = np.asarray(thing_cats, np.int64)[ti]
         xy[is_thing] = np.asarray(thing_xy, np.float64)[ti]
     boxes, areas = _boxes(id_map, len(kept))
+    keypoints = np.zeros((len(kept), NUM_KEYPOINTS, 3))
+    for p in pending:
+        if keep[p.label]:
+            keypoints[lut[p.label] - 1] = p.annotate(raw)
     segments = SceneSegments(
         ids=np.arange(1, len(kept) + 1, dtype=np.int32),
         category_ids=cats.astype(np.int64),
@@ -262,6 +278,7 @@ def generate_scene(
         bboxes=boxes[1:],
         areas=areas[1:],
         ground_xy=xy,
+        keypoints=keypoints,
     )
     return Scene(int(seed), kind, image, id_map, segments, camera)
 

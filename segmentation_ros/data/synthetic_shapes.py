@@ -121,6 +121,44 @@ def shrink(p: np.ndarray, k: float) -> np.ndarray:
 
 
 # ---------------------------------------------------------------- person
+# Billboard coordinates (s, z) in units of the person's height: s to the image right, z up.
+
+
+def _arm(side: int, swing: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(shoulder, elbow, hand) centres of one arm, (s, z) / height."""
+    sh = np.array([side * 0.125, 0.805])
+    hand = np.array([side * (0.15 + 0.02 * abs(swing)), 0.45 + 0.04 * swing * side])
+    return sh, sh + 0.5 * (hand - sh), hand
+
+
+def _leg_foot(side: int, spread: float) -> float:
+    """s / height of one leg's foot (the leg's top centre is side * 0.05 at z 0.5)."""
+    return side * (0.055 + spread)
+
+
+def person_keypoints_sz(params: dict) -> np.ndarray:
+    """[14, 2] the person's keypoints in billboard (s, z) metres, the order of
+    `synthetic_keypoints.KEYPOINT_NAMES`. Each is a point the drawing below covers: shoulders
+    inside the shirt, elbows where upper arm and forearm meet, wrists at the hands' centres,
+    hips in the hip band, knees halfway down the legs, ankles where the legs meet the shoes,
+    head and neck at their centres. The billboard faces the camera, so the person's left is at
+    s > 0 (image right)."""
+    spread, swing = params["spread"], params["swing"]
+    pts = {}
+    for name, side in (("left", 1), ("right", -1)):
+        _, elbow, hand = _arm(side, swing)
+        foot = _leg_foot(side, spread)
+        pts[name] = [
+            (side * 0.105, 0.79),  # shoulder, inside the shirt's top corner
+            tuple(elbow),
+            tuple(hand),
+            (side * 0.06, 0.5),  # hip
+            (0.5 * (side * 0.05 + foot), 0.265),  # knee: halfway along the leg's centre line
+            (foot, 0.03),
+        ]
+    left, right = pts["left"], pts["right"]
+    interleaved = [p for pair in zip(left, right) for p in pair]
+    return np.asarray(interleaved + [(0.0, 0.925), (0.0, 0.845)]) * params["height"]
 
 
 def draw_person(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
@@ -139,7 +177,7 @@ def draw_person(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
         t.params[c] for c in ("pants", "shirt", "skin", "hair", "shoes")
     )
     for side in (-1, 1):
-        top, bot = side * 0.05, side * (0.055 + spread)
+        top, bot = side * 0.05, _leg_foot(side, spread)
         poly(
             [[top - 0.045, 0.5], [top + 0.045, 0.5], [bot + 0.033, 0.03], [bot - 0.033, 0.03]],
             pants,
@@ -153,11 +191,9 @@ def draw_person(canvas: Canvas, t: Thing, label: int, light: Light) -> None:
         [[-0.11, 0.5], [0.11, 0.5], [0.13, 0.8], [0.09, 0.835], [-0.09, 0.835], [-0.13, 0.8]], shirt
     )
     for side in (-1, 1):
-        sh = np.array([side * 0.125, 0.805])
-        hand = np.array([side * (0.15 + 0.02 * abs(swing)), 0.45 + 0.04 * swing * side])
+        sh, elbow, hand = _arm(side, swing)
         d = hand - sh
         perp = np.array([-d[1], d[0]]) / np.linalg.norm(d) * 0.027
-        elbow = sh + 0.5 * d
         poly([sh - perp, sh + perp, elbow + perp, elbow - perp], shirt)
         poly(
             [elbow - perp * 0.85, elbow + perp * 0.85, hand + perp * 0.8, hand - perp * 0.8],

@@ -55,15 +55,51 @@ class Augmentation(Protocol):
     def __call__(self, sample: PanopticSample, rng: np.random.Generator) -> PanopticSample: ...
 
 
-def _rebuild(sample: PanopticSample, image: np.ndarray, id_map: np.ndarray) -> PanopticSample:
-    """The sample for a moved image and id map (ids still those of `sample.segments`)."""
+def _rebuild(
+    sample: PanopticSample,
+    image: np.ndarray,
+    id_map: np.ndarray,
+    keypoints: np.ndarray | None = None,
+) -> PanopticSample:
+    """The sample for a moved image and id map (ids still those of `sample.segments`) and the
+    keypoints moved with them (`_move_keypoints`)."""
     return build_sample(
         np.ascontiguousarray(image),
         np.ascontiguousarray(id_map),
         sample.segments,
         num_stuff=sample.num_stuff,
         image_id=sample.image_id,
+        keypoints=keypoints,
+        keypoint_flip=sample.keypoint_flip,
     )
+
+
+def _move_keypoints(
+    sample: PanopticSample,
+    size: tuple[int, int],
+    *,
+    scale: tuple[float, float] = (1.0, 1.0),
+    offset: tuple[float, float] = (0.0, 0.0),
+    flip: bool = False,
+) -> np.ndarray | None:
+    """`sample.keypoints` under x' = x * sx + ox, y' = y * sy + oy (after a left-right mirror of
+    the sample's width, with left and right swapped, when `flip`) in an image of size (H, W);
+    keypoints that leave it become unlabelled (0, 0, 0). None without keypoints."""
+    if sample.keypoints is None:
+        return None
+    kp = sample.keypoints.astype(np.float32, copy=True)
+    if flip:
+        if len(sample.keypoint_flip) != kp.shape[1]:
+            raise ValueError("flipping keypoints needs the sample's keypoint_flip permutation")
+        kp = kp[:, list(sample.keypoint_flip)]
+        kp[..., 0] = sample.width - kp[..., 0]
+    kp[..., 0] = kp[..., 0] * scale[0] + offset[0]
+    kp[..., 1] = kp[..., 1] * scale[1] + offset[1]
+    height, width = size
+    x, y = kp[..., 0], kp[..., 1]
+    gone = (kp[..., 2] <= 0) | (x < 0) | (y < 0) | (x >= width) | (y >= height)
+    kp[gone] = 0.0
+    return kp
 
 
 def _nearest_index(n_out: int, n_in: int) -> np.ndarray:
@@ -81,7 +117,8 @@ def resize_sample(sample: PanopticSample, size: tuple[int, int]) -> PanopticSamp
     id_map = sample.id_map[_nearest_index(height, sample.height)][
         :, _nearest_index(width, sample.width)
     ]
-    return _rebuild(sample, image, id_map)
+    scale = (width / sample.width, height / sample.height)
+    return _rebuild(sample, image, id_map, _move_keypoints(sample, size, scale=scale))
 
 
 @dataclass(frozen=True)
@@ -105,7 +142,8 @@ class RandomHorizontalFlip:
     def __call__(self, sample: PanopticSample, rng: np.random.Generator) -> PanopticSample:
         if rng.random() >= self.p:
             return sample
-        return _rebuild(sample, sample.image[:, ::-1], sample.id_map[:, ::-1])
+        keypoints = _move_keypoints(sample, (sample.height, sample.width), flip=True)
+        return _rebuild(sample, sample.image[:, ::-1], sample.id_map[:, ::-1], keypoints)
 
 
 @dataclass(frozen=True)
@@ -140,7 +178,8 @@ class RandomScaleCrop:
         id_map = np.zeros((ch, cw), scaled.id_map.dtype)
         image[dy : dy + ly, dx : dx + lx] = scaled.image[sy : sy + ly, sx : sx + lx]
         id_map[dy : dy + ly, dx : dx + lx] = scaled.id_map[sy : sy + ly, sx : sx + lx]
-        return _rebuild(scaled, image, id_map)
+        keypoints = _move_keypoints(scaled, (ch, cw), offset=(dx - sx, dy - sy))
+        return _rebuild(scaled, image, id_map, keypoints)
 
 
 def _window(n: int, c: int, rng: np.random.Generator) -> tuple[int, int, int]:
@@ -205,6 +244,8 @@ class TrainTarget:
     semantic:     [H, W] int64 panoptic category, 255 = void.
     id_map:       [H, W] int32 segment ids (0 = void), for PCV ground truth.
     instance_ids: [N] int64 segment id of each instance in `id_map`.
+    keypoints:    [N, K, 3] float32 (x, y, visibility) pixels of the network input (COCO's
+                  frame) per instance; None for a data set without keypoints.
     """
 
     boxes: Tensor
@@ -214,13 +255,17 @@ class TrainTarget:
     semantic: Tensor
     id_map: Tensor
     instance_ids: Tensor
+    keypoints: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.classes.shape[0])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> TrainTarget:
         return TrainTarget(
-            **{k: v.to(device, non_blocking=non_blocking) for k, v in self.__dict__.items()}
+            **{
+                k: None if v is None else v.to(device, non_blocking=non_blocking)
+                for k, v in self.__dict__.items()
+            }
         )
 
 
@@ -276,9 +321,18 @@ class TrainTransform:
         ]
         # The image went through `preprocess`: the labels are rebuilt beside a stand-in image.
         blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (height, width, 3))
+        scale = (width / sample.width, height / sample.height)
         labels = build_sample(
-            blank, id_map, sample.segments, num_stuff=sample.num_stuff, image_id=sample.image_id
+            blank,
+            id_map,
+            sample.segments,
+            num_stuff=sample.num_stuff,
+            image_id=sample.image_id,
+            keypoints=_move_keypoints(sample, (height, width), scale=scale),
         )
+        keypoints = None
+        if labels.keypoints is not None:
+            keypoints = torch.from_numpy(labels.keypoints[labels.instance_ids - 1])
         target = TrainTarget(
             boxes=torch.from_numpy(labels.boxes.astype(np.float32)).reshape(-1, 4),
             classes=torch.from_numpy(labels.classes),
@@ -287,6 +341,7 @@ class TrainTransform:
             semantic=torch.from_numpy(labels.semantic),
             id_map=torch.from_numpy(labels.id_map.astype(np.int32)),
             instance_ids=torch.from_numpy(labels.instance_ids),
+            keypoints=keypoints,
         )
         return TrainExample(image, target, sample.image_id)
 

@@ -7,7 +7,14 @@ import numpy as np
 
 from .camera import CameraModel, MountPose, camera_to_base_matrix
 
-__all__ = ["distance_bearing", "ground_contacts", "mask_ground_contacts", "pixels_to_ground"]
+__all__ = [
+    "distance_bearing",
+    "ground_contacts",
+    "mask_ground_contacts",
+    "pixels_on_upright_plane",
+    "pixels_to_ground",
+    "upright_keypoints",
+]
 
 
 def pixels_to_ground(
@@ -25,6 +32,53 @@ def pixels_to_ground(
     with np.errstate(divide="ignore", invalid="ignore"):
         ground = t[:2] + (-t[2] / rays[:, 2])[:, None] * rays[:, :2]
     return np.where(valid[:, None], ground, np.nan)
+
+
+def pixels_on_upright_plane(
+    camera: CameraModel, mount: MountPose | np.ndarray, uv: np.ndarray, ground_xy: np.ndarray
+) -> np.ndarray:
+    """Image points [N, 2] (pixel (u, v) centred at (u, v)) of an upright object standing at
+    `ground_xy` [2] (robot frame, m) -> where their rays meet the vertical plane through that
+    point facing the camera (normal: the horizontal direction from the camera to it): [N, 3]
+    float64 (x, y, z) metres, NaN where a ray misses the plane in front of the camera. What a
+    person's keypoints are in 3D under the assumption that the person is flat and upright."""
+    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    out = np.full((uv.shape[0], 3), np.nan)
+    g = np.array([*np.asarray(ground_xy, dtype=np.float64).reshape(2), 0.0])
+    transform = camera_to_base_matrix(mount)
+    rotation, t = transform[:3, :3], transform[:3, 3]
+    normal = np.array([g[0] - t[0], g[1] - t[1], 0.0])
+    if not np.isfinite(g).all() or np.linalg.norm(normal) < 1e-9:
+        return out
+    xy, ok = camera.undistort(uv)
+    rays = xy[:, :1] * rotation[:, 0] + xy[:, 1:] * rotation[:, 1] + rotation[:, 2]
+    along = rays @ normal
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lam = float(normal @ (g - t)) / along
+    valid = ok & (along > 1e-12) & (lam > 0)
+    return np.where(valid[:, None], t + lam[:, None] * rays, np.nan)
+
+
+def upright_keypoints(
+    camera: CameraModel,
+    mount: MountPose | np.ndarray,
+    keypoints: np.ndarray,
+    ground_xy: np.ndarray,
+    image_size: tuple[int, int],
+) -> np.ndarray:
+    """Keypoints [N, K, 2+] (x, y, ...) in COCO pixels (pixel (u, v) covers [u, u + 1)) of N
+    objects standing at `ground_xy` [N, 2] (m) in an image of `image_size` (H, W) -> [N, K, 3]
+    float64 robot-frame points on each object's upright plane (`pixels_on_upright_plane`); NaN
+    rows for objects without keypoints or ground point."""
+    height, width = image_size
+    if (camera.width, camera.height) != (width, height):
+        camera = camera.resized(width, height)
+    kp = np.asarray(keypoints, dtype=np.float64)
+    out = np.full((*kp.shape[:2], 3), np.nan)
+    has = np.isfinite(kp[..., :2]).all(axis=(1, 2)) & np.isfinite(ground_xy).all(axis=1)
+    for i in np.flatnonzero(has):
+        out[i] = pixels_on_upright_plane(camera, mount, kp[i, :, :2] - 0.5, ground_xy[i])
+    return out
 
 
 def ground_contacts(

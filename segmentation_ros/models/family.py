@@ -95,6 +95,11 @@ class ModelFamily:
         """The class table of the model's results (class id = index)."""
         raise NotImplementedError
 
+    def keypoint_names(self, config: Any) -> tuple[str, ...]:
+        """Names of the K keypoints the model's results carry (`Segments.keypoints`); () for a
+        model without keypoints (the default)."""
+        return ()
+
     def network_config(self, config: Any) -> Any:
         """The `YolactConfig` describing the network input (size, normalisation)."""
         raise NotImplementedError

@@ -126,7 +126,8 @@ class Losses:
     """The weighted loss terms of one batch (scalars); the terms a model does not have are None.
 
     box, cls, mask (YOLACT), mask_iou (YOLACT++), semantic_aux (YOLACT's auxiliary semantic
-    loss), semantic (panoptic YOLACT, PCV), pcv (PCV voting). num_positives: positive priors in
+    loss), semantic (panoptic YOLACT, PCV), pcv (PCV voting), keypoint (Mask R-CNN's keypoint
+    head). num_positives: positive priors in
     the batch (0-d int64 tensor, the normaliser N; None without YOLACT terms).
     """
 
@@ -138,10 +139,11 @@ class Losses:
     semantic: Tensor | None = None
     pcv: Tensor | None = None
     semantic_aux: Tensor | None = None
+    keypoint: Tensor | None = None
 
     def items(self) -> list[tuple[str, Tensor]]:
         """(name, value) of the present terms, in a fixed order."""
-        names = ("box", "cls", "mask", "mask_iou", "semantic_aux", "semantic", "pcv")
+        names = ("box", "cls", "mask", "mask_iou", "semantic_aux", "semantic", "pcv", "keypoint")
         return [(n, getattr(self, n)) for n in names if getattr(self, n) is not None]
 
     @property

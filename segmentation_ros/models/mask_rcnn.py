@@ -21,12 +21,15 @@ loads into it (`load_torchvision_state_dict`). Configs: `mask_rcnn_mobilenetv3` 
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
+
+from segmentation_ros.structures.keypoints import SYNTHETIC_KEYPOINTS
 
 from .config import COCO_CLASSES
 from .config_parts import Normalization
@@ -36,10 +39,12 @@ from .semantic_head import SemanticHead
 __all__ = [
     "BACKBONES",
     "MASK_RCNN_MOBILENETV3",
+    "MASK_RCNN_MOBILENETV3_KEYPOINTS",
     "MASK_RCNN_RESNET50",
     "TORCHVISION_NORMALIZATION",
     "MaskRCNNConfig",
     "MaskRCNNModel",
+    "KeypointMaskRCNNOutputs",
     "MaskRCNNOutputs",
 ]
 
@@ -70,6 +75,11 @@ class MaskRCNNConfig:
         (the paper: 256, 1024); rescore: mask score = class score x
         predicted IoU (else the class score).
     semantic / fusion / stuff_names: UPSNet's semantic head on the FPN and the panoptic fusion.
+    keypoint_names: K keypoints of `keypoint_class` (a thing), the lecture's K one-hot masks
+        (torchvision's `KeypointRCNNHeads` convs `keypoint_head_layers` on RoIAlign'd
+        `keypoint_roi_size` features, `KeypointRCNNPredictor`: S = 4 x the RoI size heatmaps,
+        56 in torchvision's layout); () = no keypoint head. Their sigmas / skeleton live in the
+        data's `structures.keypoints.KeypointSet` (the config only names them).
     """
 
     name: str
@@ -103,11 +113,16 @@ class MaskRCNNConfig:
         )
     )
     fusion: PanopticFusionConfig = field(default_factory=PanopticFusionConfig)
+    keypoint_names: tuple[str, ...] = ()
+    keypoint_class: str = "person"
+    keypoint_head_layers: tuple[int, ...] = (128, 128, 128, 128)
+    keypoint_roi_size: int = 14
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
         object.__setattr__(self, "thing_names", tuple(str(n) for n in self.thing_names))
         object.__setattr__(self, "stuff_names", tuple(str(n) for n in self.stuff_names))
+        object.__setattr__(self, "keypoint_names", tuple(str(n) for n in self.keypoint_names))
         if self.backbone not in BACKBONES:
             raise ValueError(f"unknown backbone {self.backbone!r}; expected one of {BACKBONES}")
         if len(self.input_size) != 2 or min(self.input_size) < 32:
@@ -131,6 +146,16 @@ class MaskRCNNConfig:
             raise ValueError("the semantic head's output_stride is coarser than the finest level")
         if not 0 <= self.box_score_thresh < 1 or not 0 < self.box_nms_thresh <= 1:
             raise ValueError("box_score_thresh must be in [0, 1), box_nms_thresh in (0, 1]")
+        if self.keypoint_names:
+            if self.keypoint_class not in self.thing_names:
+                raise ValueError(
+                    f"keypoint_class {self.keypoint_class!r} is not a thing class; keypoints "
+                    "need one (or set keypoint_names to () for no keypoint head)"
+                )
+            if not self.keypoint_head_layers or self.keypoint_roi_size < 2:
+                raise ValueError("the keypoint head needs layers and a RoI size >= 2")
+            if len(set(self.keypoint_names)) != len(self.keypoint_names):
+                raise ValueError(f"keypoint_names must be unique, got {self.keypoint_names}")
 
     @property
     def level_strides(self) -> tuple[int, ...]:
@@ -149,6 +174,20 @@ class MaskRCNNConfig:
     def category_names(self) -> tuple[str, ...]:
         """Panoptic categories in id order: stuff, then things."""
         return self.stuff_names + self.thing_names
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoint_names)
+
+    @property
+    def keypoint_thing(self) -> int:
+        """Thing index (0..T-1) of `keypoint_class`; -1 without keypoints."""
+        return self.thing_names.index(self.keypoint_class) if self.keypoint_names else -1
+
+    @property
+    def keypoint_heatmap_size(self) -> int:
+        """S: side of the keypoint heatmaps (box frame)."""
+        return 4 * self.keypoint_roi_size
 
     @property
     def mask_size(self) -> int:
@@ -176,11 +215,27 @@ class MaskRCNNOutputs(NamedTuple):
     semantic: Tensor
 
 
+class KeypointMaskRCNNOutputs(NamedTuple):
+    """`MaskRCNNOutputs` of a config with keypoints, plus
+    keypoint_logits: [B, D, K, S, S] float32 heatmap logits of every detection in the frame of
+    its box (the postprocess keeps those of the keypoint class)."""
+
+    boxes: Tensor
+    scores: Tensor
+    classes: Tensor
+    mask_probs: Tensor
+    mask_iou: Tensor
+    semantic: Tensor
+    keypoint_logits: Tensor
+
+
 class MaskRCNNModel(nn.Module):
     """torchvision's Mask R-CNN (`detector`) + a semantic head on its FPN maps.
 
-    forward(x [B, 3, H, W] float32 normalised) -> `MaskRCNNOutputs` (eval mode only: training
-    needs the targets, see `training_losses`).
+    forward(x [B, 3, H, W] float32 normalised) -> `MaskRCNNOutputs`, or
+    `KeypointMaskRCNNOutputs` when the config names keypoints (the type follows the config, so
+    one model always returns one type; eval mode only: training needs the targets, see
+    `training_losses`).
     """
 
     output_type = MaskRCNNOutputs
@@ -195,6 +250,14 @@ class MaskRCNNModel(nn.Module):
         self.detector = detector
         self.semantic_head = semantic_head
         self.config = config
+        self.output_type = self.output_type_of(config)
+        if config.keypoint_names:
+            self.onnx_dynamic_outputs = {**type(self).onnx_dynamic_outputs, "keypoint_logits": 1}
+
+    @staticmethod
+    def output_type_of(config: MaskRCNNConfig) -> type:
+        """The raw output type of a model of `config`."""
+        return KeypointMaskRCNNOutputs if config.keypoint_names else MaskRCNNOutputs
 
     @classmethod
     def from_config(cls, config: MaskRCNNConfig) -> MaskRCNNModel:
@@ -233,24 +296,29 @@ class MaskRCNNModel(nn.Module):
         proposals, _ = self.detector.rpn(images, features)
         detections, _ = self.detector.roi_heads(features, proposals, images.image_sizes)
         semantic = self._semantic(features)
+        keypoints = () if detections[0].keypoint_logits is None else ("keypoint_logits",)
         if len(detections) == 1:  # no padding: the exported graph stays free of it
             d = detections[0]
-            return MaskRCNNOutputs(
+            extra = tuple(getattr(d, k)[None] for k in keypoints)
+            return self.output_type(
                 d.boxes[None],
                 d.scores[None],
                 (d.labels - 1)[None],
                 d.mask_probs[None],
                 d.mask_iou[None],
                 semantic,
+                *extra,
             )
-        return MaskRCNNOutputs(*_pad_batch(detections, self.config.mask_size), semantic)
+        *padded, kp = _pad_batch(detections, self.config.mask_size)
+        return self.output_type(*padded, semantic, *((kp,) if keypoints else ()))
 
     def training_losses(self, x: Tensor, targets: list[dict[str, Tensor]]) -> dict[str, Tensor]:
         """One training pass (train mode): torchvision's losses ("loss_objectness",
         "loss_rpn_box_reg", "loss_classifier", "loss_box_reg", "loss_mask", with a MaskIoU
         head "loss_mask_iou") and the semantic logits under "semantic" (its loss needs the
-        semantic labels, which the family has). targets: torchvision's per image: boxes [N, 4]
-        float input pixels, labels [N] int64 1..T, masks [N, H, W] uint8."""
+        semantic labels, which the family has), with keypoints "loss_keypoint". targets:
+        torchvision's per image: boxes [N, 4] float input pixels, labels [N] int64 1..T, masks
+        [N, H, W] uint8, with keypoints keypoints [N, K, 3] (x, y, visibility) input pixels."""
         from torchvision.models.detection.image_list import ImageList
 
         features = self.features(x)
@@ -261,7 +329,8 @@ class MaskRCNNModel(nn.Module):
 
 
 def _pad_batch(detections, mask_size: int) -> tuple[Tensor, ...]:
-    """Per-image `Detections` -> [B, D, ...] tensors padded with score 0."""
+    """Per-image `Detections` -> [B, D, ...] tensors padded with score 0 (the keypoint logits
+    None without a keypoint branch)."""
     count = max(int(d.boxes.shape[0]) for d in detections)
     ref = detections[0].boxes
     b = len(detections)
@@ -270,17 +339,31 @@ def _pad_batch(detections, mask_size: int) -> tuple[Tensor, ...]:
     classes = torch.zeros((b, count), dtype=torch.int64, device=ref.device)
     probs = ref.new_zeros((b, count, mask_size, mask_size))
     iou = ref.new_zeros((b, count))
+    kp = None
+    if detections[0].keypoint_logits is not None:
+        kp = ref.new_zeros((b, count, *detections[0].keypoint_logits.shape[1:]))
     for i, d in enumerate(detections):
         n = int(d.boxes.shape[0])
         boxes[i, :n], scores[i, :n], classes[i, :n] = d.boxes, d.scores, d.labels - 1
         probs[i, :n], iou[i, :n] = d.mask_probs, d.mask_iou
-    return boxes, scores, classes, probs, iou
+        if kp is not None:
+            kp[i, :n] = d.keypoint_logits
+    return boxes, scores, classes, probs, iou, kp
 
 
 # --------------------------------------------------------------------------------------------
 # Configurations (random init), COCO-panoptic classes: 53 stuff + 80 things.
 
 MASK_RCNN_MOBILENETV3 = MaskRCNNConfig(name="mask_rcnn_mobilenetv3")
+
+# The light model with the synthetic world's person keypoints (`structures.keypoints`). Not the
+# default: the light Mask R-CNN is already above the 20 MB fp16 budget without it (measured with
+# the synthetic classes: 34.6 MB fp16; the keypoint head adds 1.5 MB).
+MASK_RCNN_MOBILENETV3_KEYPOINTS = dataclasses.replace(
+    MASK_RCNN_MOBILENETV3,
+    name="mask_rcnn_mobilenetv3_keypoints",
+    keypoint_names=SYNTHETIC_KEYPOINTS.names,
+)
 
 MASK_RCNN_RESNET50 = MaskRCNNConfig(
     name="mask_rcnn_resnet50",

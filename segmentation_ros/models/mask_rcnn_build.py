@@ -51,10 +51,12 @@ def _backbone(config) -> nn.Module:
 
 
 def build_detector(config) -> nn.Module:
-    """torchvision's `MaskRCNN` for `config` (random init), RoI heads `ScoredRoIHeads`."""
+    """torchvision's `MaskRCNN` for `config` (random init), RoI heads `ScoredRoIHeads` (with
+    torchvision's keypoint head and predictor when the config names keypoints)."""
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+    from torchvision.models.detection.keypoint_rcnn import KeypointRCNNHeads, KeypointRCNNPredictor
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
     from torchvision.ops import MultiScaleRoIAlign
 
@@ -95,6 +97,17 @@ def build_detector(config) -> nn.Module:
             conv_channels=conv,
             fc_channels=fc,
         )
+    keypoints = {}
+    if config.keypoint_names:
+        layers = list(config.keypoint_head_layers)
+        keypoints = {
+            "keypoint_roi_pool": MultiScaleRoIAlign(
+                levels, output_size=config.keypoint_roi_size, sampling_ratio=2
+            ),
+            "keypoint_head": KeypointRCNNHeads(channels, layers),
+            "keypoint_predictor": KeypointRCNNPredictor(layers[-1], config.num_keypoints),
+            "keypoint_label": config.keypoint_thing + 1,
+        }
     detector.roi_heads = ScoredRoIHeads(
         old.box_roi_pool,
         old.box_head,
@@ -111,6 +124,7 @@ def build_detector(config) -> nn.Module:
         mask_head=old.mask_head,
         mask_predictor=old.mask_predictor,
         mask_iou_head=mask_iou,
+        **keypoints,
     )
     return detector
 
@@ -133,8 +147,8 @@ def load_torchvision_state_dict(
     (a `build_detector` of a ResNet-50 config whose thing classes are COCO names).
 
     The predictors' per-class rows are picked by name (background + `thing_names`); the MaskIoU
-    head, absent from torchvision's layout, keeps its initialisation. Anything else that does not
-    fit raises ValueError naming the keys.
+    head and a keypoint head, absent from torchvision's layout, keep their initialisation.
+    Anything else that does not fit raises ValueError naming the keys.
     """
     state = dict(state_dict)
     index = {n: i for i, n in enumerate(TORCHVISION_COCO_CATEGORIES) if n != "N/A"}
@@ -157,7 +171,8 @@ def load_torchvision_state_dict(
         picked = (rows[:, None] * per_class + torch.arange(per_class)).flatten()
         state[key] = value[picked]
     result = detector.load_state_dict(state, strict=False)
-    missing = [k for k in result.missing_keys if not k.startswith("roi_heads.mask_iou_head.")]
+    ours = ("roi_heads.mask_iou_head.", "roi_heads.keypoint_")  # not in torchvision's layout
+    missing = [k for k in result.missing_keys if not k.startswith(ours)]
     if missing or result.unexpected_keys:
         raise ValueError(
             "not torchvision's maskrcnn_resnet50_fpn layout for this model: missing "

@@ -9,9 +9,13 @@ regression of the IoU between the binarised predicted mask and its target; mask 
 score x predicted IoU).
 
 Everything but the MaskIoU head and the forward below is torchvision's: `select_training_samples`,
-`fastrcnn_loss`, `maskrcnn_loss`, `project_masks_on_boxes`, `postprocess_detections`. The forward
-is `RoIHeads.forward` with the keypoint branch left out, and it returns tensors (the MaskIoU
-head needs the RoI features and the mask logits, which torchvision's forward keeps inside).
+`fastrcnn_loss`, `maskrcnn_loss`, `project_masks_on_boxes`, `postprocess_detections`, and the
+optional keypoint branch (`KeypointRCNNHeads`, `KeypointRCNNPredictor`, `keypointrcnn_loss`: the
+lecture's K one-hot masks, a softmax over each keypoint's S x S heatmap). The forward is
+`RoIHeads.forward` returning tensors (the MaskIoU head needs the RoI features and the mask
+logits, which torchvision's forward keeps inside); the keypoint branch runs on one class only
+(`keypoint_label`) in training, and on every detection at inference (a fixed graph: the
+postprocess keeps the keypoints of that class).
 
 Frames: boxes are (x1, y1, x2, y2) float pixels of the network input; mask probabilities are
 M x M in the frame of their box (M = 2 x the mask RoI size, torchvision's layout: 28).
@@ -27,6 +31,7 @@ from torch import Tensor, nn
 from torchvision.models.detection.roi_heads import (
     RoIHeads,
     fastrcnn_loss,
+    keypointrcnn_loss,
     maskrcnn_loss,
     project_masks_on_boxes,
 )
@@ -39,7 +44,9 @@ class Detections(NamedTuple):
 
     boxes [D, 4] float (network input pixels), scores [D] float, labels [D] int64 (1..T;
     torchvision's labels: 0 is background), mask_probs [D, M, M] float (the label's mask, box
-    frame), mask_iou [D] float (predicted IoU of the mask; 1 without a MaskIoU head).
+    frame), mask_iou [D] float (predicted IoU of the mask; 1 without a MaskIoU head),
+    keypoint_logits [D, K, S, S] float (heatmap logits in the box frame; None without the
+    keypoint branch).
     """
 
     boxes: Tensor
@@ -47,6 +54,7 @@ class Detections(NamedTuple):
     labels: Tensor
     mask_probs: Tensor
     mask_iou: Tensor
+    keypoint_logits: Tensor | None = None
 
 
 class MaskIoUHead(nn.Module):
@@ -110,19 +118,29 @@ def mask_iou_targets(mask_logits: Tensor, mask_targets: Tensor) -> Tensor:
 
 
 class ScoredRoIHeads(RoIHeads):
-    """torchvision's `RoIHeads` with an optional MaskIoU head (`mask_iou_head`, None: off).
+    """torchvision's `RoIHeads` with an optional MaskIoU head (`mask_iou_head`, None: off) and
+    torchvision's optional keypoint branch (`keypoint_roi_pool`, `keypoint_head`,
+    `keypoint_predictor`) for the objects of label `keypoint_label` (1..T).
 
     forward(features, proposals, image_shapes, targets=None):
     - training: (None, losses) with torchvision's "loss_classifier", "loss_box_reg",
       "loss_mask" and, with the MaskIoU head, "loss_mask_iou" (mean squared error of the
       predicted IoU at the ground-truth class against `mask_iou_targets`, the paper's L2 loss;
-      its inputs are detached: the head learns to judge the masks, not to change them).
+      its inputs are detached: the head learns to judge the masks, not to change them); with
+      the keypoint branch "loss_keypoint" (torchvision's `keypointrcnn_loss` on the positive
+      proposals of `keypoint_label`; targets need "keypoints" [N, K, 3] (x, y, visibility),
+      input pixels, visibility 0 for objects without keypoints).
     - eval: (list of `Detections` per image, {}).
     """
 
-    def __init__(self, *args, mask_iou_head: MaskIoUHead | None = None, **kwargs) -> None:
+    def __init__(
+        self, *args, mask_iou_head: MaskIoUHead | None = None, keypoint_label: int = 0, **kwargs
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.mask_iou_head = mask_iou_head
+        self.keypoint_label = keypoint_label
+        if self.has_keypoint() and keypoint_label < 1:
+            raise ValueError("the keypoint branch needs keypoint_label >= 1 (0 is background)")
 
     def forward(self, features, proposals, image_shapes, targets=None):  # noqa: D102
         if self.training:
@@ -153,6 +171,11 @@ class ScoredRoIHeads(RoIHeads):
         roi = self.mask_roi_pool(features, boxes, image_shapes)
         return roi, self.mask_predictor(self.mask_head(roi))
 
+    def _keypoint_logits(self, features, boxes, image_shapes) -> Tensor:
+        """Keypoint heatmap logits [K', K, S, S] of the boxes (one list entry per image)."""
+        roi = self.keypoint_roi_pool(features, boxes, image_shapes)
+        return self.keypoint_predictor(self.keypoint_head(roi))
+
     def _detections(self, features, image_shapes, boxes, scores, labels) -> list[Detections]:
         roi, logits = self._mask_branch(features, boxes, image_shapes)
         label = torch.cat(labels)
@@ -162,13 +185,15 @@ class ScoredRoIHeads(RoIHeads):
             iou = self.mask_iou_head(roi, probs[:, None])[index, label]
         else:
             iou = torch.ones_like(label, dtype=probs.dtype)
+        kp = self._keypoint_logits(features, boxes, image_shapes) if self.has_keypoint() else None
         if len(boxes) == 1:  # no split: a traced graph must not fix the detection count
-            return [Detections(boxes[0], scores[0], labels[0], probs, iou)]
+            return [Detections(boxes[0], scores[0], labels[0], probs, iou, kp)]
         counts = [int(b.shape[0]) for b in boxes]
+        kps = kp.split(counts) if kp is not None else [None] * len(counts)
         return [
-            Detections(b, s, lab, p, i)
-            for b, s, lab, p, i in zip(
-                boxes, scores, labels, probs.split(counts), iou.split(counts), strict=True
+            Detections(b, s, lab, p, i, k)
+            for b, s, lab, p, i, k in zip(
+                boxes, scores, labels, probs.split(counts), iou.split(counts), kps, strict=True
             )
         ]
 
@@ -192,7 +217,28 @@ class ScoredRoIHeads(RoIHeads):
             losses["loss_mask_iou"] = self._mask_iou_loss(
                 roi, logits, mask_boxes, gt_masks, gt_labels, matched
             )
+        if self.has_keypoint():
+            losses["loss_keypoint"] = self._keypoint_loss(
+                features, image_shapes, targets, proposals, matched_idxs, labels
+            )
         return losses
+
+    def _keypoint_loss(self, features, image_shapes, targets, proposals, matched_idxs, labels):
+        """torchvision's `keypointrcnn_loss` (cross-entropy of each visible keypoint's one-hot
+        S x S target) on the positive proposals of `keypoint_label`."""
+        if any("keypoints" not in t for t in targets):
+            raise ValueError(
+                "the keypoint head needs targets['keypoints'] [N, K, 3] (x, y, visibility) for "
+                "every image; visibility 0 where an object has none"
+            )
+        boxes, matched = [], []
+        for p, m, lab in zip(proposals, matched_idxs, labels, strict=True):
+            pos = torch.where(lab == self.keypoint_label)[0]
+            boxes.append(p[pos])
+            matched.append(m[pos])
+        logits = self._keypoint_logits(features, boxes, image_shapes)
+        gt = [t["keypoints"] for t in targets]
+        return keypointrcnn_loss(logits, boxes, gt, matched)
 
     def _mask_iou_loss(self, roi, logits, mask_boxes, gt_masks, gt_labels, matched) -> Tensor:
         size = logits.shape[-1]

@@ -10,8 +10,9 @@ Registered: the official yolact_base (ResNet-101), yolact_resnet50, yolact_darkn
 yolact_plus_base, yolact_plus_resnet50 (550 x 550, COCO), the light yolact_mobilenetv3 and
 yolact_resnet18 (320 x 320), and the panoptic panoptic_yolact_mobilenetv3 (320) and
 panoptic_yolact_resnet50 (550), and Pixel Consensus Voting pcv_mobilenetv3 (320) and
-pcv_resnet50 (550), and Mask R-CNN mask_rcnn_mobilenetv3 (240 x 320) and mask_rcnn_resnet50
-(torchvision's layout, 480 x 640). The registry is filled once, at import, by `register_model`.
+pcv_resnet50 (550), and Mask R-CNN mask_rcnn_mobilenetv3 (240 x 320), the same with person
+keypoints mask_rcnn_mobilenetv3_keypoints, and mask_rcnn_resnet50 (torchvision's layout,
+480 x 640). The registry is filled once, at import, by `register_model`.
 """
 
 from __future__ import annotations
@@ -159,3 +160,8 @@ def _mask_rcnn_mobilenetv3() -> MaskRCNNConfig:
 @register_model("mask_rcnn_resnet50")
 def _mask_rcnn_resnet50() -> MaskRCNNConfig:
     return _mrcnn.MASK_RCNN_RESNET50
+
+
+@register_model("mask_rcnn_mobilenetv3_keypoints")
+def _mask_rcnn_mobilenetv3_keypoints() -> MaskRCNNConfig:
+    return _mrcnn.MASK_RCNN_MOBILENETV3_KEYPOINTS

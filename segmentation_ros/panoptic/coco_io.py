@@ -165,6 +165,9 @@ class PanopticJson:
     annotations: tuple[PanopticAnnotation, ...]
     categories: tuple[Category, ...] = ()
     images: tuple[dict[str, Any], ...] = ()
+    #: (category id, keypoint names) of the category whose entry names COCO `keypoints`, if any
+    #: (its segments_info entries then carry `keypoints` [x1, y1, v1, ...]).
+    keypoints: tuple[int, tuple[str, ...]] | None = None
 
     def by_image_id(self) -> dict[int | str, PanopticAnnotation]:
         return {a.image_id: a for a in self.annotations}
@@ -200,7 +203,15 @@ def load_panoptic_json(path: str | Path, *, require_categories: bool = False) ->
     if len(set(ids)) != len(ids):
         raise ValueError(f"{path}: several annotations for the same image_id")
     cats = tuple(Category.from_coco(c) for c in data.get("categories") or ())
-    return PanopticJson(tuple(anns), cats, tuple(data.get("images") or ()))
+    keypoints = next(
+        (
+            (c["id"], tuple(str(n) for n in c["keypoints"]))
+            for c in data.get("categories") or ()
+            if isinstance(c, dict) and c.get("keypoints")
+        ),
+        None,
+    )
+    return PanopticJson(tuple(anns), cats, tuple(data.get("images") or ()), keypoints)
 
 
 def save_panoptic_json(

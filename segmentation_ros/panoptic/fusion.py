@@ -168,7 +168,8 @@ def fuse_instances(
     mask logits `log(p / (1 - p))` with p clamped to [prob_eps, 1 - prob_eps] (YOLACT's masks are
     sigmoids of a linear combination, so this recovers that combination up to the clamp).
     Other arguments: see `panoptic_fusion`. Thing segments carry their detection's box and mask
-    score (`result.detections` says which detection each came from).
+    score, and its keypoints where it has them (`result.detections` says which detection each
+    came from).
     """
     if semantic_logits.dim() != 3:
         raise ValueError(
@@ -204,6 +205,10 @@ def fuse_instances(
     segments = result.segments
     segments.boxes[things] = instances.boxes.to(segments.boxes)[kept]
     segments.mask_scores[things] = instances.mask_scores.to(segments.mask_scores)[kept]
+    if instances.keypoints is not None:
+        kp = instances.keypoints.to(segments.boxes)
+        segments.keypoints = kp.new_full((len(segments), *kp.shape[1:]), float("nan"))
+        segments.keypoints[things] = kp[kept]
     return result
 
 

@@ -15,7 +15,11 @@ from segmentation_ros.drivable import (
     drivable_mask,
 )
 from segmentation_ros.drivable.fusion import PlanarPose, RollingGridFusion
-from segmentation_ros.drivable.ground import ground_contacts, mask_ground_contacts
+from segmentation_ros.drivable.ground import (
+    ground_contacts,
+    mask_ground_contacts,
+    upright_keypoints,
+)
 from segmentation_ros.drivable.scan import ScanProjector, obstacle_points
 from segmentation_ros.structures import ClassTable, Segments, segment_geometry, void_label
 
@@ -142,6 +146,11 @@ class DenseOutputs:
         )
         result.ground_xy = np.where(result.segments.is_thing[:, None], contact, np.nan)
         result.ground_width = width
+        if result.segments.keypoints.shape[1]:
+            result.keypoints_xyz = upright_keypoints(
+                camera, settings.mount, result.segments.keypoints, result.ground_xy,
+                result.image_size,
+            )  # fmt: skip
 
     def _scan(self, result, segments, request, settings: FrameSettings, camera, notes) -> None:
         """The free-space scan and (if asked) the obstacle points, before the class filter."""

@@ -111,6 +111,11 @@ class SegmentationPipeline:
     def model_name(self) -> str:
         return self.loaded.name
 
+    @property
+    def keypoint_names(self) -> tuple[str, ...]:
+        """Names of the keypoints in the results' `segments.keypoints` (() without)."""
+        return tuple(self.loaded.family.keypoint_names(self.loaded.config))
+
     def drivability(self, drivable_classes: tuple[str, ...] = ()) -> DrivabilityTable | str:
         """The drivability of the model's classes, or the reason there is none (a model without
         surface classes, or names that match none of them)."""

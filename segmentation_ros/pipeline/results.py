@@ -62,6 +62,9 @@ class FrameResult:
     ground_xy: [N, 2] float64 metres in the grid frame, where each thing touches the ground (the
         middle of its mask's lowest row, `drivable.ground.mask_ground_contacts`); NaN for stuff
         and above the horizon. ground_width: [N] metres, its box's bottom edge on the ground.
+    keypoints_xyz: [N, K, 3] float64 metres in the grid frame, the things' keypoints on the
+        upright plane through their ground point (`drivable.ground.upright_keypoints`); NaN
+        where unknown; None without keypoints or camera.
     scan: the free-space `drivable.scan.Scan` (grid frame). obstacles: [K]
         `drivable.scan.POINT_DTYPE` obstacle points on the ground (grid frame).
     grid_fused: (geometry in the odometry frame, int8 grid) fused over the last frames.
@@ -80,6 +83,7 @@ class FrameResult:
     ground_xy: np.ndarray | None = None
     ground_width: np.ndarray | None = None
     scan: Any = None
+    keypoints_xyz: np.ndarray | None = None
     obstacles: np.ndarray | None = None
     grid_fused: tuple[Any, np.ndarray] | None = None
     notes: tuple[str, ...] = ()

@@ -56,9 +56,12 @@ def make_object(
     area: int,
     ground_xy: Sequence[float] = (math.nan, math.nan),
     ground_frame_id: str = "",
+    keypoints: np.ndarray | None = None,
+    keypoint_names: Sequence[str] = (),
 ) -> SegmentedObject:
     """One SegmentedObject; `mask` is [h, w] bool covering `roi_xywh` = (x, y, w, h) pixels;
-    `ground_xy` its ground contact point (m, NaN: none) in `ground_frame_id`."""
+    `ground_xy` its ground contact point (m, NaN: none) in `ground_frame_id`; `keypoints`
+    [K, 3] float (x, y, score) image pixels named `keypoint_names` (None or NaN: none)."""
     x, y, w, h = (int(v) for v in roi_xywh)
     if mask.shape != (h, w):
         raise ValueError(f"mask shape {mask.shape} does not match the roi {w}x{h}")
@@ -79,6 +82,12 @@ def make_object(
     obj.ground_x, obj.ground_y = gx, gy
     obj.ground_distance, obj.ground_bearing = math.hypot(gx, gy), math.atan2(gy, gx)
     obj.mask = encode_mask(mask)
+    if keypoints is not None and np.isfinite(keypoints).all():
+        kp = np.asarray(keypoints, dtype=np.float32).reshape(-1, 3)
+        if len(kp) != len(keypoint_names):
+            raise ValueError(f"{len(kp)} keypoints but {len(keypoint_names)} keypoint names")
+        obj.keypoint_names = [str(n) for n in keypoint_names]
+        obj.keypoint_x, obj.keypoint_y, obj.keypoint_score = (kp[:, i].tolist() for i in range(3))
     # Tracking fields (msg: NaN when unknown); `ros.tracking_glue` fills them in.
     obj.track_x = obj.track_y = obj.track_velocity_x = obj.track_velocity_y = math.nan
     return obj

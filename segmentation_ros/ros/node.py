@@ -372,6 +372,7 @@ class SegmentationNode(LifecycleNode):
             grid_frame=frame.grid.frame_id,
             confidence_encoding=settings.confidence_encoding,
             overlay_alpha=settings.overlay_alpha,
+            keypoint_names=pipeline.keypoint_names,
         )
         return NodeConfig(settings, context)
 

@@ -19,8 +19,14 @@ from segmentation_ros.drivable import DrivabilityTable, GridGeometry
 from segmentation_ros.ros.ground_outputs import occupancy_msg
 from segmentation_ros.ros.image_codec import numpy_to_image
 from segmentation_ros.ros.messages import make_class_info, make_object, make_result
-from segmentation_ros.ros.visualization import class_palette, draw_overlay, make_markers
+from segmentation_ros.ros.visualization import (
+    class_palette,
+    draw_keypoints,
+    draw_overlay,
+    make_markers,
+)
 from segmentation_ros.structures import ClassTable
+from segmentation_ros.structures.keypoints import skeleton_of
 
 if TYPE_CHECKING:  # torch-free at run time: the output table and the parameters import this
     from segmentation_ros.pipeline import FrameResult
@@ -40,7 +46,7 @@ class OutputContext:
 
     table: the class table (names, colours). model_name: registry name.
     grid: the grid layout; grid_frame: its frame_id. confidence_encoding: mono8 or 32FC1.
-    overlay_alpha: tint opacity.
+    overlay_alpha: tint opacity. keypoint_names: the model's keypoints (() without).
     """
 
     table: ClassTable
@@ -49,6 +55,7 @@ class OutputContext:
     grid_frame: str
     confidence_encoding: str = "mono8"
     overlay_alpha: float = 0.5
+    keypoint_names: tuple[str, ...] = ()
 
 
 def class_info_msg(context: OutputContext, header: Header):
@@ -60,6 +67,7 @@ def objects_msg(result: FrameResult, header: Header, context: OutputContext, *, 
     assert result.geometry is not None, "objects need the segment geometry"
     seg, geometry, names = result.segments, result.geometry, context.table.names
     ground = result.ground_xy if result.ground_xy is not None else np.full((len(seg), 2), np.nan)
+    keypoints = seg.keypoints if len(context.keypoint_names) else None
     objects = [
         make_object(
             instance_id=int(seg.ids[i]),
@@ -74,6 +82,8 @@ def objects_msg(result: FrameResult, header: Header, context: OutputContext, *, 
             area=int(geometry.areas[i]),
             ground_xy=ground[i],
             ground_frame_id=context.grid_frame,
+            keypoints=None if keypoints is None else keypoints[i],
+            keypoint_names=context.keypoint_names,
         )
         for i in range(len(seg))
     ]
@@ -141,6 +151,8 @@ def overlay_msg(rgb: np.ndarray, result: FrameResult, header: Header, context: O
         labels=[labels[i] for i in things],
         alpha=context.overlay_alpha,
     )
+    if len(context.keypoint_names):
+        draw_keypoints(image, seg.keypoints, skeleton_of(context.keypoint_names))
     return numpy_to_image(image, "rgb8", header=header)
 
 
@@ -155,4 +167,6 @@ def markers_msg(result: FrameResult, header: Header, context: OutputContext):
         labels=segment_labels(result, context.table.names),
         colors=context.table.colors[seg.class_ids] if len(seg) else np.zeros((0, 3), np.uint8),
         ids=seg.ids,
+        keypoints_xyz=result.keypoints_xyz,
+        skeleton=skeleton_of(context.keypoint_names),
     )

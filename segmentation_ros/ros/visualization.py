@@ -5,6 +5,7 @@
   boxes with "label score" text. Pure numpy + OpenCV, vectorised over pixels.
 - `draw_tracks(...)`: per tracked object its track id and an arrow of its image-plane motion
   (the demo strip).
+- `draw_keypoints(...)`: keypoints as dots and the skeleton's limbs as lines, on the overlay.
 - `make_markers(...)`: per thing object with a ground position, a disc on the ground (its width
   from the box's bottom edge projected on the ground) and a text label above it, in the grid
   frame; the array starts with DELETEALL so that objects of past frames disappear.
@@ -71,6 +72,32 @@ def draw_overlay(
     return out
 
 
+def draw_keypoints(
+    image: np.ndarray,
+    keypoints: np.ndarray,
+    skeleton: Sequence[tuple[int, int]] = (),
+    color: tuple[int, int, int] = (255, 255, 0),
+) -> np.ndarray:
+    """Draw keypoints into `image` ([H, W, 3] uint8 RGB, modified in place, returned).
+
+    keypoints: [N, K, 3] (x, y, score) pixels (pixel (u, v) covers [u, u + 1)); objects or
+    keypoints with a NaN are skipped. skeleton: 1-based (a, b) index pairs joined by lines.
+    """
+    height, width = image.shape[:2]
+    radius = max(2, round(min(height, width) / 160))
+    thickness = max(1, round(min(height, width) / 320))
+    for person in np.asarray(keypoints, dtype=np.float64):
+        ok = np.isfinite(person).all(axis=1)
+        # Pixel (u, v)'s centre is at (u + 0.5, v + 0.5): OpenCV draws at integer centres.
+        pts = np.rint(np.where(ok[:, None], person[:, :2], 0.0) - 0.5).astype(int)
+        for a, b in skeleton:
+            if ok[a - 1] and ok[b - 1]:
+                cv2.line(image, tuple(pts[a - 1]), tuple(pts[b - 1]), color, thickness, cv2.LINE_AA)
+        for p in pts[ok]:
+            cv2.circle(image, tuple(p), radius, (255, 0, 255), cv2.FILLED, cv2.LINE_AA)
+    return image
+
+
 def _colour_image(id_map: np.ndarray, segment_colors: np.ndarray) -> np.ndarray:
     """[H, W, 3] uint8: each pixel in its segment's colour (black for id 0 and unknown ids).
 
@@ -99,12 +126,16 @@ def make_markers(
     ids: Sequence[int],
     disc_height: float = 0.05,
     text_height: float = 0.6,
+    keypoints_xyz: np.ndarray | None = None,
+    skeleton: Sequence[tuple[int, int]] = (),
 ):
     """visualization_msgs/MarkerArray of the objects on the ground.
 
     header: stamp of the camera image, frame_id the grid frame.
     ground_xy: [N, 2] metres (NaN: not on the ground, skipped). ground_width: [N] metres.
     labels, colors ([N, 3] uint8 RGB), ids: per object (marker ids are the object ids).
+    keypoints_xyz: [N, K, 3] metres (NaN rows: none): a SPHERE_LIST per object ("keypoints")
+    and its `skeleton` limbs (1-based pairs) as a LINE_LIST ("skeleton").
     """
     from geometry_msgs.msg import Point
     from visualization_msgs.msg import Marker, MarkerArray
@@ -130,6 +161,9 @@ def make_markers(
         text.color.r = text.color.g = text.color.b = text.color.a = 1.0
         text.text = label
         markers += [disc, text]
+    if keypoints_xyz is not None:
+        for points, object_id in zip(keypoints_xyz, ids):
+            markers += _keypoint_markers(header, points, skeleton, int(object_id))
     return MarkerArray(markers=markers)
 
 
@@ -175,3 +209,27 @@ def draw_tracks(
             image, tuple(int(round(p)) for p in c), tuple(int(round(p)) for p in tip),
             TRACK_ARROW_COLOR, 2, cv2.LINE_8, tipLength=0.3,
         )  # fmt: skip
+
+
+def _keypoint_markers(header, points: np.ndarray, skeleton, object_id: int) -> list:
+    """SPHERE_LIST of an object's keypoints [K, 3] and LINE_LIST of its limbs; [] if unknown."""
+    from geometry_msgs.msg import Point
+    from visualization_msgs.msg import Marker
+
+    ok = np.isfinite(points).all(axis=1)
+    if not ok.any():
+        return []
+    pts = [Point(x=float(p[0]), y=float(p[1]), z=float(p[2])) for p in points]
+    dots = Marker(header=header, ns="keypoints", id=object_id, type=Marker.SPHERE_LIST)
+    dots.action = Marker.ADD
+    dots.pose.orientation.w = 1.0
+    dots.scale.x = dots.scale.y = dots.scale.z = 0.06
+    dots.color.r, dots.color.g, dots.color.b, dots.color.a = 1.0, 0.0, 1.0, 1.0
+    dots.points = [p for p, good in zip(pts, ok) if good]
+    limbs = Marker(header=header, ns="skeleton", id=object_id, type=Marker.LINE_LIST)
+    limbs.action = Marker.ADD
+    limbs.pose.orientation.w = 1.0
+    limbs.scale.x = 0.02
+    limbs.color.r, limbs.color.g, limbs.color.b, limbs.color.a = 1.0, 1.0, 0.0, 1.0
+    limbs.points = [pts[i - 1] for a, b in skeleton if ok[a - 1] and ok[b - 1] for i in (a, b)]
+    return [dots, limbs] if limbs.points else [dots]

@@ -4,6 +4,8 @@
 - `Segments` / `PanopticResult` (`structures.segments`): non-overlapping segments and their id
   map, what every model family's postprocess returns; `segment_geometry` their rois, centroids
   and areas; `VOID` the void value of semantic maps.
+- `KeypointSet` / `SYNTHETIC_KEYPOINTS` (`structures.keypoints`): keypoint names, OKS sigmas,
+  skeleton, flip.
 - `ClassTable` (`structures.classes`): a model's classes (names, thing / stuff, colours,
   drivable).
 
@@ -17,6 +19,8 @@ _MODULE_OF = {
     "ClassTable": "classes",
     "CompactMasks": "instances",
     "Instances": "instances",
+    "KeypointSet": "keypoints",
+    "SYNTHETIC_KEYPOINTS": "keypoints",
     "VOID": "segments",
     "PanopticResult": "segments",
     "SegmentGeometry": "segments",

@@ -90,10 +90,20 @@ class Instances:
     mask_scores: [N] float32 mask score (== scores without a mask-IoU head).
     classes:     [N] int64 class index into `class_names`.
     mask_probs:  [N, Hp, Wp] float32 cropped mask probabilities at prototype resolution.
+    keypoints:   [N, K, 3] float32 (x, y, score) image pixels (`structures.keypoints`), NaN
+                 rows for classes without keypoints; None for models without a keypoint head.
     See the module docstring for the conventions.
     """
 
-    __slots__ = ("image_size", "boxes", "scores", "mask_scores", "classes", "mask_probs")
+    __slots__ = (
+        "image_size",
+        "boxes",
+        "scores",
+        "mask_scores",
+        "classes",
+        "mask_probs",
+        "keypoints",
+    )
 
     def __init__(
         self,
@@ -104,6 +114,7 @@ class Instances:
         mask_scores: Tensor,
         classes: Tensor,
         mask_probs: Tensor,
+        keypoints: Tensor | None = None,
     ) -> None:
         if len(image_size) != 2 or min(int(v) for v in image_size) < 1:
             raise ValueError(f"image_size must be (H, W) >= 1, got {image_size}")
@@ -117,12 +128,17 @@ class Instances:
             raise ValueError(f"mask_probs must be [N={n}, Hp, Wp], got {tuple(mask_probs.shape)}")
         if classes.dtype != torch.int64:
             raise TypeError(f"classes must be int64, got {classes.dtype}")
+        if keypoints is not None and (
+            keypoints.dim() != 3 or keypoints.shape[0] != n or keypoints.shape[2] != 3
+        ):
+            raise ValueError(f"keypoints must be [N={n}, K, 3], got {tuple(keypoints.shape)}")
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.boxes = boxes
         self.scores = scores
         self.mask_scores = mask_scores
         self.classes = classes
         self.mask_probs = mask_probs
+        self.keypoints = keypoints
 
     @staticmethod
     def empty(
@@ -163,6 +179,7 @@ class Instances:
             mask_scores=self.mask_scores[item],
             classes=self.classes[item],
             mask_probs=self.mask_probs[item],
+            keypoints=None if self.keypoints is None else self.keypoints[item],
         )
 
     def to(self, device: torch.device | str) -> Instances:
@@ -173,6 +190,7 @@ class Instances:
             mask_scores=self.mask_scores.to(device),
             classes=self.classes.to(device),
             mask_probs=self.mask_probs.to(device),
+            keypoints=None if self.keypoints is None else self.keypoints.to(device),
         )
 
     @property

@@ -51,6 +51,8 @@ class Segments:
                  thing; NaN where there is none (stuff, PCV things) until the pipeline fills in
                  the pixel bounds. Default: NaN.
     areas:       [N] int64 pixel counts in the id map; default -1 (not counted).
+    keypoints:   [N, K, 3] float32 (x, y, score) image pixels (`structures.keypoints`) of a
+                 detected thing of a keypoint class; NaN rows elsewhere. Default: K = 0.
     """
 
     ids: Any
@@ -60,6 +62,7 @@ class Segments:
     mask_scores: Any = None
     boxes: Any = None
     areas: Any = None
+    keypoints: Any = None
 
     def __post_init__(self) -> None:
         n = len(self)
@@ -70,6 +73,8 @@ class Segments:
             self.boxes = _full_like(self.scores, (n, 4), float("nan"), "float32")
         if self.areas is None:
             self.areas = _full_like(self.scores, (n,), -1, "int64")
+        if self.keypoints is None:
+            self.keypoints = _full_like(self.scores, (n, 0, 3), float("nan"), "float32")
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if value.shape[0] != n:

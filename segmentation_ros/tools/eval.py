@@ -138,8 +138,8 @@ def _add_checkpoint(subparsers) -> None:
     p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
     p.add_argument(
         "--instances-json",
-        help="COCO instance ground truth for mask AP (default: DIR/instances.json of a "
-        "synthetic:DIR data set when present)",
+        help="COCO instance ground truth for mask AP and, for a model with keypoints, keypoint "
+        "AP by OKS (default: DIR/instances.json of a synthetic:DIR data set when present)",
     )
     p.add_argument("--plots", help="folder for per-class plots (PNG)")
     p.set_defaults(func=_run_checkpoint)
@@ -166,6 +166,8 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     print(evaluation.pq.format_summary())
     if evaluation.mask_ap is not None:
         print(f"mask AP {evaluation.mask_ap * 100:.1f}")
+    if evaluation.keypoint_ap is not None:
+        print(f"keypoint AP (OKS) {evaluation.keypoint_ap * 100:.1f}")
     print(f"drivable IoU {evaluation.drivable_iou:.4f}, {evaluation.ms_per_image:.1f} ms/image")
     if args.plots:
         print(f"plot: {plot_per_class(evaluation.pq, Path(args.plots) / 'pq_per_class.png')}")

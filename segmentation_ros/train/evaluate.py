@@ -16,9 +16,11 @@ import numpy as np
 
 from segmentation_ros.data.datasets import Dataset
 from segmentation_ros.drivable import DrivabilityTable, drivable_mask
+from segmentation_ros.panoptic.keypoint_ap import evaluate_keypoint_ap, keypoints_to_coco_results
 from segmentation_ros.panoptic.mask_ap import evaluate_mask_ap, instances_to_coco_results
 from segmentation_ros.panoptic.pq import Category, PQAccumulator, PQResult, SegmentsInfo
 from segmentation_ros.pipeline import FrameSettings, OutputRequest, SegmentationPipeline
+from segmentation_ros.structures.keypoints import keypoint_set_of
 
 
 @dataclass(frozen=True)
@@ -32,11 +34,18 @@ class CheckpointEvaluation:
     ms_per_image: float
     num_images: int
     mask_ap: float | None = None  # COCO mask AP (0..1) when instance ground truth was given
+    # COCO keypoint AP by OKS (0..1) for a model with keypoints, with instance ground truth
+    keypoint_ap: float | None = None
 
     def summary(self) -> dict:
         return {
             **{k: round(v * 100, 2) for k, v in _pq_numbers(self.pq).items()},
             **({"mask_ap": round(self.mask_ap * 100, 2)} if self.mask_ap is not None else {}),
+            **(
+                {"keypoint_ap": round(self.keypoint_ap * 100, 2)}
+                if self.keypoint_ap is not None
+                else {}
+            ),
             "drivable_iou": round(self.drivable_iou, 4),
             "ms_per_image": round(self.ms_per_image, 2),
             "images": self.num_images,
@@ -66,7 +75,8 @@ def evaluate_checkpoint(
 
     instances_json: COCO instance ground truth of the same images (category ids = the model's
     class ids, as the synthetic world writes them) to also compute mask AP (pycocotools) of the
-    thing segments."""
+    thing segments, and for a model with keypoints their keypoint AP by OKS (pycocotools, the
+    sigmas of the model's keypoint set, `structures.keypoints`; ranked by detection score)."""
     classes = pipeline.classes
     categories = [
         Category(i, n, t) for i, (n, t) in enumerate(zip(classes.names, classes.is_thing))
@@ -80,6 +90,8 @@ def evaluate_checkpoint(
     intersection = union = 0
     elapsed = 0.0
     detections: list[dict] = []
+    keypoint_results: list[dict] = []
+    sigmas = _keypoint_sigmas(pipeline) if instances_json is not None else None
     image_ids = []
     count = len(dataset) if limit is None else min(limit, len(dataset))
     for index in range(count):
@@ -99,26 +111,53 @@ def evaluate_checkpoint(
             detections += instances_to_coco_results(sample.image_id, masks, things.mask_scores,
                                                     things.class_ids,
                                                     category_ids=range(len(classes)))  # fmt: skip
+            if sigmas is not None:
+                keypoint_results += _keypoint_results(sample.image_id, things)
         known = sample.semantic != void_label
         truth = drivable_mask(sample.semantic, table, np.isin(sample.semantic, thing_ids),
                               void_label=void_label)  # fmt: skip
         predicted = result.drivable & known
         intersection += int(np.count_nonzero(predicted & truth))
         union += int(np.count_nonzero(predicted | truth))
-    mask_ap = None
+    mask_ap = keypoint_ap = None
     if instances_json is not None:
         gt = json.loads(Path(instances_json).read_text())
         keep = set(image_ids)
         gt["images"] = [im for im in gt["images"] if im["id"] in keep]
         gt["annotations"] = [a for a in gt["annotations"] if a["image_id"] in keep]
         mask_ap = evaluate_mask_ap(gt, detections).ap if detections else 0.0
+        if sigmas is not None:
+            keypoint_ap = evaluate_keypoint_ap(gt, keypoint_results, sigmas).ap
     return CheckpointEvaluation(
         mask_ap=mask_ap,
+        keypoint_ap=keypoint_ap,
         pq=accumulator.result(),
         drivable_iou=intersection / union if union else 1.0,
         ms_per_image=elapsed / max(count, 1) * 1e3,
         num_images=count,
     )
+
+
+def _keypoint_sigmas(pipeline: SegmentationPipeline) -> tuple[float, ...] | None:
+    """OKS sigmas of the model's keypoints; None for a model without keypoints."""
+    names = pipeline.keypoint_names
+    if not names:
+        return None
+    known = keypoint_set_of(names)
+    if known is None:
+        raise ValueError(f"no OKS sigmas known for the keypoints {names} (structures.keypoints)")
+    return known.sigmas
+
+
+def _keypoint_results(image_id: int, things) -> list[dict]:
+    """COCO keypoint results of the thing segments that carry keypoints (numpy `Segments`)."""
+    out: list[dict] = []
+    has = np.isfinite(things.keypoints).all(axis=(1, 2)) & (things.keypoints.shape[1] > 0)
+    for cls in np.unique(things.class_ids[has]):
+        pick = has & (things.class_ids == cls)
+        kp, scores = things.keypoints[pick], things.scores[pick]
+        out += keypoints_to_coco_results(image_id, kp, scores, int(cls))
+    return out
 
 
 def plot_per_class(result: PQResult, path: str | Path) -> Path:
