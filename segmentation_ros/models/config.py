@@ -252,7 +252,8 @@ YOLACT_PLUS_MOBILENETV3 = dataclasses.replace(
     # Padded: unpadded (official, made for 138 x 138 prototypes) 3x3 / 2 convs shrink this
     # net's 60 x 80 prototypes below a kernel by the fifth layer.
     mask_iou=MaskIoUConfig(
-        layers=tuple(conv(c, 3, stride=2, padding=1) for c in (8, 16, 32, 64, 128))
+        layers=tuple(conv(c, 3, stride=2, padding=1) for c in (8, 16, 32, 64, 128)),
+        last_relu=False,  # trained from random initialisation (see MaskIoUConfig)
     ),
     postprocess=_PLUS_POSTPROCESS,
 )

@@ -246,8 +246,15 @@ UNIT_NORMALIZATION = Normalization(mean=(0.0, 0.0, 0.0), std=(255.0, 255.0, 255.
 @dataclass(frozen=True)
 class MaskIoUConfig:
     """YOLACT++ fast mask re-scoring net: `layers` then a 1x1 conv to C classes, each with ReLU,
-    then a global max pool. Input [N, 1, Hp, Wp] (binarised masks at prototype resolution)."""
+    then a global max pool. Input [N, 1, Hp, Wp] (binarised masks at prototype resolution).
 
+    last_relu: the official net ends in a ReLU too. Trained from random initialisation, where
+    every early mask has IoU 0, that ReLU learns to output 0 and then never gets a gradient
+    again (measured: the light YOLACT++'s mask-IoU loss was 0.000 from step 100 on); False
+    leaves the last conv linear (the postprocess clamps the predicted IoU at 0).
+    """
+
+    last_relu: bool = True
     layers: tuple[LayerSpec, ...] = (
         conv(8, 3, stride=2),
         conv(16, 3, stride=2),

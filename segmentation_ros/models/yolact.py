@@ -143,15 +143,18 @@ class FastMaskIoUNet(nn.Module):
     """YOLACT++ fast mask re-scoring: [N, 1, Hp, Wp] masks -> [N, C] predicted mask IoU per
     class (official `FastMaskIoUNet`: `layers` + a 1x1 conv to C, all with ReLU, global max)."""
 
-    def __init__(self, layers: Sequence[LayerSpec], num_classes: int) -> None:
+    def __init__(
+        self, layers: Sequence[LayerSpec], num_classes: int, *, last_relu: bool = True
+    ) -> None:
         super().__init__()
         last = LayerSpec(num_classes, 1)
-        self.maskiou_net, _ = make_net(1, (*layers, last), include_last_relu=True)
+        self.maskiou_net, _ = make_net(1, (*layers, last), include_last_relu=last_relu)
         self.num_classes = num_classes
         # The last ReLU gives a class whose output is <= 0 for every mask no gradient; from
         # random init (zero bias) some classes start dead and stay so (a learning test saw its
         # loss stuck at 2.145). Bias 1 starts every class alive; official checkpoints replace it.
-        nn.init.constant_(self.maskiou_net[-2].bias, 1.0)
+        last_conv = [m for m in self.maskiou_net if isinstance(m, nn.Conv2d)][-1]
+        nn.init.constant_(last_conv.bias, 1.0)
 
     def forward(self, masks: Tensor) -> Tensor:
         if masks.ndim != 4 or masks.shape[1] != 1:
@@ -291,7 +294,9 @@ class Yolact(nn.Module):
         )
         maskiou_net = None
         if config.mask_iou is not None:
-            maskiou_net = FastMaskIoUNet(config.mask_iou.layers, config.num_classes)
+            maskiou_net = FastMaskIoUNet(
+                config.mask_iou.layers, config.num_classes, last_relu=config.mask_iou.last_relu
+            )
         return cls(
             backbone=backbone,
             fpn=fpn,

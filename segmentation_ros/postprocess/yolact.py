@@ -228,7 +228,8 @@ def _one_image(
                 f"mask_iou_head must return [N={masks.shape[0]}, C={num_classes}], "
                 f"got {tuple(predicted.shape)}"
             )
-        mask_iou = torch.gather(predicted, 1, classes[:, None]).squeeze(1)
+        # clamp: a head without the official last ReLU (MaskIoUConfig.last_relu) can go below 0
+        mask_iou = torch.gather(predicted, 1, classes[:, None]).squeeze(1).clamp(min=0.0)
         mask_scores = scores * mask_iou
         if params.rescore_bbox:
             scores = mask_scores

@@ -187,7 +187,8 @@ def test_light_yolact_plus_deformable_depthwise_blocks():
         if any(isinstance(m, ModulatedDeformConv2d) for m in block.modules())
     }
     assert deformable == {7, 9, 11}
-    assert model.yolact.mask_iou_head is not None
+    head = model.yolact.mask_iou_head
+    assert head is not None and isinstance(head.maskiou_net[-1], torch.nn.Conv2d)  # linear end
     plain = torchvision.models.mobilenet_v3_large(weights=None).features
     for i in deformable:
         dcn, conv = features[i].block[1][0], plain[i].block[1][0]
