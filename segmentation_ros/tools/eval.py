@@ -135,7 +135,15 @@ def _add_checkpoint(subparsers) -> None:
     p.add_argument("--data", required=True, help="data set spec, e.g. synthetic:DIR")
     p.add_argument("--num", type=int, default=None, help="evaluate the first N images")
     p.add_argument("--score-threshold", type=float, default=0.3)
-    p.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch")
+    p.add_argument(
+        "--backend", choices=("torch", "onnxruntime", "openvino", "auto"), default="torch"
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="auto",
+        help="auto: what the node runs with this backend (bf16 with openvino on a bf16 CPU)",
+    )
     p.add_argument(
         "--instances-json",
         help="COCO instance ground truth for mask AP and, for a model with keypoints, keypoint "
@@ -154,7 +162,9 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
     if instances_json is None and args.data.startswith("synthetic:"):
         candidate = Path(args.data.split(":", 1)[1]) / "instances.json"
         instances_json = candidate if candidate.is_file() else None
-    pipeline = SegmentationPipeline.from_checkpoint(args.checkpoint, backend=args.backend)
+    pipeline = SegmentationPipeline.from_checkpoint(
+        args.checkpoint, backend=args.backend, precision=args.precision
+    )
     evaluation = evaluate_checkpoint(
         pipeline,
         open_dataset(args.data),
