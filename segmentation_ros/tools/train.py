@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -256,10 +257,12 @@ def _train(args: argparse.Namespace, context: distributed.DistContext, device) -
                 "checkpoint": str(result.checkpoint),
                 "seconds": round(result.seconds, 3),
                 "skipped_steps": result.skipped_steps,
+                "stopped_by": result.stopped_by,
             }
         )
     )
-    return 0
+    # stopped by a signal (last.pt written): the shell's 128 + signal number, as if killed
+    return 128 + signal.Signals[result.stopped_by].value if result.stopped_by else 0
 
 
 def _quiet(*args, **kwargs) -> None:

@@ -56,6 +56,7 @@ from segmentation_ros.train.checkpoints import (
 from segmentation_ros.train.config import TrainConfig, learning_rate
 from segmentation_ros.train.logs import CSV_FIELDS, RunLog
 from segmentation_ros.train.precision import ForwardThrough, check_precision, grad_scaler
+from segmentation_ros.train.stop import StopOnSignal
 
 __all__ = [
     "CSV_FIELDS",
@@ -128,6 +129,8 @@ class TrainResult:
     checkpoint: Path
     skipped_steps: int
     seconds: float
+    #: "" when the run reached its last step, else the signal that stopped it (`train.stop`).
+    stopped_by: str = ""
 
 
 class Trainer:
@@ -334,7 +337,7 @@ class Trainer:
             freeze_batchnorm(self.model)
         start_time = time.perf_counter()
         last: dict[str, float] = {}
-        with self._run_log() as run_log:
+        with self._run_log() as run_log, StopOnSignal() as stop:
             for batch in self._loader():
                 lr = learning_rate(self.step, c)
                 losses = self.train_step(batch)
@@ -344,9 +347,17 @@ class Trainer:
                     run_log.step(self.step, lr, self.last_logged, pos, self.skipped_steps)
                 if c.checkpoint_every and self.step % c.checkpoint_every == 0:
                     self.save(self.out_dir / f"checkpoint_{self.step:07d}.pt")
+                if stop.any_process(self.context, self.device):
+                    self.log(f"{stop.signal_name or 'stop'} at step {self.step}: saving last.pt")
+                    break
         path = self.save(self.out_dir / "last.pt")
         return TrainResult(
-            self.step, last, path, self.skipped_steps, time.perf_counter() - start_time
+            self.step,
+            last,
+            path,
+            self.skipped_steps,
+            time.perf_counter() - start_time,
+            stopped_by=stop.signal_name if stop.requested else "",
         )
 
     def _run_log(self) -> Any:
