@@ -42,12 +42,26 @@ def _backbone(config) -> nn.Module:
             resnet50(weights=None, norm_layer=norm), config.trainable_layers
         )
     from torchvision.models import mobilenet_v3_large
-    from torchvision.models.detection.backbone_utils import _mobilenet_extractor
+    from torchvision.models.detection.backbone_utils import (
+        BackboneWithFPN,
+        _mobilenet_extractor,
+    )
 
     body = mobilenet_v3_large(weights=None, norm_layer=norm)
     # Stages 2, 3 and 5 of MobileNetV3-Large: strides 8, 16 and 32 (+ the max-pooled 64); the
     # torchvision default (4, 5) starts at stride 32, too coarse for 320 x 240 frames.
-    return _mobilenet_extractor(body, True, config.trainable_layers, returned_layers=[2, 3, 5])
+    fpn = _mobilenet_extractor(body, True, config.trainable_layers, returned_layers=[2, 3, 5])
+    if config.fpn_channels == fpn.out_channels:
+        return fpn
+    # torchvision's helper fixes 256 channels: the same layers (frozen as it froze them), another
+    # FPN width.
+    return_layers = fpn.body.return_layers
+    return BackboneWithFPN(
+        body.features,
+        return_layers,
+        [body.features[int(index)].out_channels for index in return_layers],
+        config.fpn_channels,
+    )
 
 
 def build_detector(config) -> nn.Module:
@@ -68,7 +82,7 @@ def build_detector(config) -> nn.Module:
     )
     box_pool = MultiScaleRoIAlign(levels, output_size=7, sampling_ratio=2)
     mask_pool = MultiScaleRoIAlign(levels, output_size=config.mask_roi_size, sampling_ratio=2)
-    channels = 256
+    channels = config.fpn_channels
     detector = MaskRCNN(
         _backbone(config),
         num_classes=None,
