@@ -4,13 +4,11 @@ training never saw (training: 100000..102999, validation: 900000..900199)."""
 
 import numpy as np
 import pytest
+from scene_checks import find_on_scenes
 
-from segmentation_ros.data.classes import DRIVABLE_NAMES, STUFF_NAMES, THING_NAMES
-from segmentation_ros.data.synthetic import generate_scene
+from segmentation_ros.data.classes import STUFF_NAMES, THING_NAMES
 from segmentation_ros.pipeline import (
     DEFAULT_CHECKPOINT,
-    FrameSettings,
-    OutputRequest,
     SegmentationPipeline,
 )
 
@@ -35,28 +33,8 @@ def test_default_model_classes_are_the_synthetic_world(pipeline):
 
 
 def test_default_model_finds_objects_and_drivable_surface(pipeline):
-    found = total = 0
-    drivable_ious = []
-    drivable_ids = [STUFF_NAMES.index(n) for n in DRIVABLE_NAMES]
-    for seed in SEEDS:
-        scene = generate_scene(seed)
-        result = pipeline.process(scene.image, OutputRequest(drivable_mask=True), FrameSettings())
-        segments = scene.segments
-        for sid, category, area in zip(segments.ids, segments.category_ids, segments.areas):
-            if category < len(STUFF_NAMES) or area < MIN_AREA:
-                continue
-            total += 1
-            truth = scene.id_map == sid
-            for pid, pclass in zip(result.segments.ids, result.segments.class_ids):
-                pred = result.id_map == pid
-                iou = (truth & pred).sum() / (truth | pred).sum()
-                if pclass == category and iou > 0.5:
-                    found += 1
-                    break
-        truth = np.isin(scene.semantic_map(), drivable_ids)
-        inter = (truth & result.drivable).sum()
-        drivable_ious.append(inter / max((truth | result.drivable).sum(), 1))
-    assert total >= 10, "the scenes should hold enough large objects"
-    recall = found / total
-    assert recall >= RECALL_MIN, f"found {found} of {total} large objects"
-    assert np.mean(drivable_ious) >= DRIVABLE_IOU_MIN, drivable_ious
+    seen = find_on_scenes(pipeline, SEEDS, min_area=MIN_AREA, things=True)
+    assert seen.total >= 10, "the scenes should hold enough large objects"
+    recall = seen.found / seen.total
+    assert recall >= RECALL_MIN, f"found {seen.found} of {seen.total} large objects"
+    assert np.mean(seen.drivable_ious) >= DRIVABLE_IOU_MIN, seen.drivable_ious

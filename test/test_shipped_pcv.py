@@ -5,10 +5,10 @@ large stuff segments of generated scenes whose seeds its training never saw (tra
 
 import numpy as np
 import pytest
+from scene_checks import find_on_scenes
 
-from segmentation_ros.data.classes import DRIVABLE_NAMES, STUFF_NAMES, THING_NAMES
-from segmentation_ros.data.synthetic import generate_scene
-from segmentation_ros.pipeline import FrameSettings, OutputRequest, SegmentationPipeline
+from segmentation_ros.data.classes import STUFF_NAMES, THING_NAMES
+from segmentation_ros.pipeline import SegmentationPipeline
 
 SEEDS = range(777_001, 777_009)
 MIN_AREA = 1500  # pixels at 640x480
@@ -31,30 +31,10 @@ def test_shipped_pcv_is_the_embedded_file_of_its_model(pipeline):
 
 
 def test_shipped_pcv_finds_stuff_and_drivable_surface(pipeline):
-    found = total = 0
-    drivable_ious = []
-    drivable_ids = [STUFF_NAMES.index(n) for n in DRIVABLE_NAMES]
-    for seed in SEEDS:
-        scene = generate_scene(seed)
-        result = pipeline.process(scene.image, OutputRequest(drivable_mask=True), FrameSettings())
-        segments = scene.segments
-        for sid, category, area in zip(segments.ids, segments.category_ids, segments.areas):
-            if category >= len(STUFF_NAMES) or area < MIN_AREA:
-                continue
-            total += 1
-            truth = scene.id_map == sid
-            for pid, pclass in zip(result.segments.ids, result.segments.class_ids):
-                pred = result.id_map == pid
-                if pclass == category and (truth & pred).sum() / (truth | pred).sum() > 0.5:
-                    found += 1
-                    break
-        truth = np.isin(scene.semantic_map(), drivable_ids)
-        drivable_ious.append(
-            (truth & result.drivable).sum() / max((truth | result.drivable).sum(), 1)
-        )
-    assert total >= 10
-    assert found / total >= STUFF_RECALL_MIN, (found, total)
-    assert np.mean(drivable_ious) >= DRIVABLE_IOU_MIN, drivable_ious
+    seen = find_on_scenes(pipeline, SEEDS, min_area=MIN_AREA, things=False)
+    assert seen.total >= 10
+    assert seen.found / seen.total >= STUFF_RECALL_MIN, (seen.found, seen.total)
+    assert np.mean(seen.drivable_ious) >= DRIVABLE_IOU_MIN, seen.drivable_ious
 
 
 def test_pcv_launch_parameters_need_no_checkpoint():

@@ -9,8 +9,7 @@ import pytest
 import rclpy
 from occlusion_scene import HIDDEN, passing_world
 
-from .harness import NodeProcess
-from .test_node_tracking import _iou, _play
+from .test_node_tracking import _iou, _play, start_tracking_node
 
 pytestmark = pytest.mark.ros
 
@@ -25,17 +24,7 @@ def world():
 
 @pytest.fixture(scope="module")
 def occlusion_node(tmp_path_factory, ros_env, world):
-    cam = world.camera
-    args = [
-        "bin/segmentation_node", "--ros-args", "-r", f"__node:={NAME}",
-        "--params-file", "config/default.yaml",
-        "-p", f"engine_cache_dir:={tmp_path_factory.mktemp('engines')}",
-        "-p", "input_reliability:=reliable", "-p", "max_image_age_ms:=0.0",
-        "-p", "publish_overlay:=false", "-p", "publish_markers:=true",
-        "-p", f"camera_height:={cam.camera_height}", "-p", f"camera_pitch:={cam.pitch}",
-        "-p", "tracking_max_age:=1.0",
-    ]  # fmt: skip
-    process = NodeProcess(args, env=ros_env, log_dir=tmp_path_factory.mktemp("log"), name=NAME)
+    process = start_tracking_node(tmp_path_factory, ros_env, world, NAME)
     yield process
     process.stop()
 

@@ -38,9 +38,16 @@ def world():
 
 @pytest.fixture(scope="module")
 def tracking_node(tmp_path_factory, ros_env, world):
+    process = start_tracking_node(tmp_path_factory, ros_env, world, NAME)
+    yield process
+    process.stop()
+
+
+def start_tracking_node(tmp_path_factory, ros_env, world, name: str) -> NodeProcess:
+    """The default model's node with tracking, mounted as the world's camera."""
     cam = world.camera
     args = [
-        "bin/segmentation_node", "--ros-args", "-r", f"__node:={NAME}",
+        "bin/segmentation_node", "--ros-args", "-r", f"__node:={name}",
         "--params-file", "config/default.yaml",
         "-p", f"engine_cache_dir:={tmp_path_factory.mktemp('engines')}",
         "-p", "input_reliability:=reliable", "-p", "max_image_age_ms:=0.0",
@@ -48,9 +55,7 @@ def tracking_node(tmp_path_factory, ros_env, world):
         "-p", f"camera_height:={cam.camera_height}", "-p", f"camera_pitch:={cam.pitch}",
         "-p", "tracking_max_age:=1.0",
     ]  # fmt: skip
-    process = NodeProcess(args, env=ros_env, log_dir=tmp_path_factory.mktemp("log"), name=NAME)
-    yield process
-    process.stop()
+    return NodeProcess(args, env=ros_env, log_dir=tmp_path_factory.mktemp("log"), name=name)
 
 
 def _iou(a, b) -> float:
