@@ -6,7 +6,7 @@ import pytest
 
 from segmentation_ros.ros.session import claim_domain_id
 
-from .harness import NodeProcess, ros_environment
+from .harness import NodeProcess, rclpy_session, ros_environment
 
 # Claimed at import, before any rclpy.init in this process reads the environment.
 DOMAIN_ID, _DOMAIN_LOCK = claim_domain_id()
@@ -24,12 +24,9 @@ def ros_node(request):
     """An rclpy node in this (test) process, destroyed with its context after the test."""
     import rclpy
 
-    rclpy.init()
     name = "test_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
-    node = rclpy.create_node(name)
-    yield node
-    node.destroy_node()
-    rclpy.try_shutdown()
+    with rclpy_session(lambda: rclpy.create_node(name)) as node:
+        yield node
 
 
 @pytest.fixture

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from segmentation_ros.ros import session
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[2]
 FASTDDS_PROFILE = REPO / "config" / "fastdds_shm.xml"
@@ -50,3 +54,18 @@ def spin_until(node, predicate: Callable[[], bool], timeout: float) -> bool:
             return True
         rclpy.spin_once(node, timeout_sec=0.05)
     return predicate()
+
+
+@contextmanager
+def rclpy_session(make: Callable[[], T]) -> Iterator[T]:
+    """rclpy initialised around `make()` (a node, or an object holding one as `.node`): the
+    node destroyed and rclpy shut down afterwards, whatever happened."""
+    import rclpy
+
+    rclpy.init()
+    made = make()
+    try:
+        yield made
+    finally:
+        getattr(made, "node", made).destroy_node()
+        rclpy.try_shutdown()

@@ -27,7 +27,7 @@ from segmentation_ros.ros import output_table
 from segmentation_ros.ros.diagnostics import diagnostics_values
 from segmentation_ros.ros.image_codec import image_to_numpy, numpy_to_compressed, numpy_to_image
 
-from .harness import NodeProcess, spin_until
+from .harness import NodeProcess, rclpy_session, spin_until
 
 pytestmark = pytest.mark.ros
 
@@ -162,11 +162,8 @@ def node_process(tmp_path_factory, ros_env):
 
 @pytest.fixture(scope="module")
 def client():
-    rclpy.init()
-    client = Client()
-    yield client
-    client.node.destroy_node()
-    rclpy.try_shutdown()
+    with rclpy_session(Client) as client:
+        yield client
 
 
 def test_failed_configure_keeps_the_node_up_then_a_good_checkpoint_configures(

@@ -21,7 +21,7 @@ from segmentation_ros.data.synthetic import generate_scene
 from segmentation_ros.ros.image_codec import image_to_numpy, numpy_to_image
 from segmentation_ros.ros.messages import decode_mask_full
 
-from .harness import NodeProcess, spin_until
+from .harness import NodeProcess, rclpy_session, spin_until
 
 pytestmark = pytest.mark.ros
 
@@ -50,13 +50,8 @@ def default_node(tmp_path_factory, ros_env):
 
 
 def test_default_model_objects_and_drivable_mask_over_dds(default_node):
-    rclpy.init()
-    node = rclpy.create_node("default_model_client")
-    try:
+    with rclpy_session(lambda: rclpy.create_node("default_model_client")) as node:
         results = _run_scenes(node, default_node)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
     found = total = 0
     drivable_ious = []
     drivable_ids = [STUFF_NAMES.index(n) for n in DRIVABLE_NAMES]

@@ -5,13 +5,12 @@ their upright planes; the overlay arrives."""
 
 import numpy as np
 import pytest
-import rclpy
 
 from segmentation_ros.drivable import CameraModel
 from segmentation_ros.ros.image_codec import numpy_to_image
 from segmentation_ros.structures.keypoints import SYNTHETIC_KEYPOINTS
 
-from .harness import NodeProcess, spin_until
+from .harness import NodeProcess, rclpy_session, spin_until
 from .test_node import HEIGHT, NAME, WIDTH, Client
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -44,11 +43,8 @@ def node_process(request, tmp_path_factory, ros_env, checkpoint):
 
 @pytest.fixture(scope="module")
 def client():
-    rclpy.init()
-    client = Client()
-    yield client
-    client.node.destroy_node()
-    rclpy.try_shutdown()
+    with rclpy_session(Client) as client:
+        yield client
 
 
 def test_person_keypoints_arrive_over_dds(node_process, client, checkpoint):

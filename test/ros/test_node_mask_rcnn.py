@@ -4,11 +4,10 @@ the objects carry the detector's things and the semantic head's stuff."""
 
 import numpy as np
 import pytest
-import rclpy
 
 from segmentation_ros.ros.image_codec import image_to_numpy
 
-from .harness import NodeProcess, spin_until
+from .harness import NodeProcess, rclpy_session, spin_until
 from .test_node import ENCODINGS, FRAME, HEIGHT, NAME, WIDTH, Client, _run_until_every_output
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -34,11 +33,8 @@ def node_process(tmp_path_factory, ros_env):
 
 @pytest.fixture(scope="module")
 def client():
-    rclpy.init()
-    client = Client()
-    yield client
-    client.node.destroy_node()
-    rclpy.try_shutdown()
+    with rclpy_session(Client) as client:
+        yield client
 
 
 def test_mask_rcnn_node_publishes_every_output(node_process, client):

@@ -24,7 +24,7 @@ from std_msgs.msg import Header
 from segmentation_ros.data.synthetic import generate_scene
 from segmentation_ros.ros.image_codec import numpy_to_image
 
-from .harness import NodeProcess, spin_until
+from .harness import NodeProcess, rclpy_session, spin_until
 
 pytestmark = pytest.mark.ros
 
@@ -75,13 +75,8 @@ def _key(header) -> tuple[int, int]:
 
 
 def test_scan_and_obstacles_arrive_with_every_objects_message_at_30_hz(nav2_node, scenes):
-    rclpy.init()
-    node = rclpy.create_node("nav2_client")
-    try:
+    with rclpy_session(lambda: rclpy.create_node("nav2_client")) as node:
         received, sent = _play(node, nav2_node, scenes)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
     objects = {_key(m.header) for _, m in received["objects"]}
     assert len(objects) >= 10, nav2_node.output()[-3000:]
     assert objects <= sent

@@ -9,6 +9,7 @@ import pytest
 import rclpy
 from occlusion_scene import HIDDEN, passing_world
 
+from .harness import rclpy_session
 from .test_node_tracking import _iou, _play, start_tracking_node
 
 pytestmark = pytest.mark.ros
@@ -35,13 +36,8 @@ def _area(frame, agent) -> int:
 
 
 def test_a_track_keeps_its_id_through_an_occlusion(occlusion_node, world):
-    rclpy.init()
-    node = rclpy.create_node("occlusion_client")
-    try:
+    with rclpy_session(lambda: rclpy.create_node("occlusion_client")) as node:
         played = _play(node, occlusion_node, world, gap=())
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
     frames = [f for f, _, _ in played]
     areas = [_area(f, HIDDEN) for f in frames]
     # The occlusion is real: the first run of frames where the car is hidden (it leaves the view

@@ -21,7 +21,7 @@ from segmentation_ros.ros.image_codec import numpy_to_image
 from segmentation_ros.ros.player import FrameOdometry, Intrinsics, camera_info_msg
 from segmentation_ros.ros.sequence_source import odometry_msg
 
-from .harness import NodeProcess, spin_until
+from .harness import NodeProcess, rclpy_session, spin_until
 
 pytestmark = pytest.mark.ros
 
@@ -67,13 +67,8 @@ def _iou(a, b) -> float:
 
 
 def test_objects_carry_track_ids_and_ground_velocities(tracking_node, world):
-    rclpy.init()
-    node = rclpy.create_node("tracking_client")
-    try:
+    with rclpy_session(lambda: rclpy.create_node("tracking_client")) as node:
         played = _play(node, tracking_node, world)
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
     pairs: list[tuple[int, int]] = []  # (track id, agent) per matched object
     seen_in: dict[int, list[int]] = {}
     agent_tracks: dict[int, dict[int, int]] = {}  # agent -> {frame: track}

@@ -30,7 +30,7 @@ from segmentation_ros.ros.diagnostics import diagnostics_values
 from segmentation_ros.ros.image_codec import numpy_to_compressed, numpy_to_image
 from segmentation_ros.ros.output_table import OUTPUTS
 
-from .harness import NodeProcess, spin_until
+from .harness import NodeProcess, rclpy_session, spin_until
 from .test_image_codec import jpeg_claiming, png_claiming
 
 pytestmark = pytest.mark.ros
@@ -209,11 +209,8 @@ def node_process(tmp_path_factory, ros_env):
 
 @pytest.fixture(scope="module")
 def client():
-    rclpy.init()
-    client = Client()
-    yield client
-    client.node.destroy_node()
-    rclpy.try_shutdown()
+    with rclpy_session(Client) as client:
+        yield client
 
 
 def test_checkpoint_errors_say_what_the_path_is(node_process, client, checkpoints, tmp_path):
