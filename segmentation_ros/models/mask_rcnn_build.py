@@ -50,12 +50,10 @@ def _backbone(config) -> nn.Module:
     body = mobilenet_v3_large(weights=None, norm_layer=norm)
     # Stages 2, 3 and 5 of MobileNetV3-Large: strides 8, 16 and 32 (+ the max-pooled 64); the
     # torchvision default (4, 5) starts at stride 32, too coarse for 320 x 240 frames.
-    fpn = _mobilenet_extractor(body, True, config.trainable_layers, returned_layers=[2, 3, 5])
-    if config.fpn_channels == fpn.out_channels:
-        return fpn
-    # torchvision's helper fixes 256 channels: the same layers (frozen as it froze them), another
-    # FPN width.
-    return_layers = fpn.body.return_layers
+    # torchvision's helper picks and freezes the layers but fixes the FPN at 256 channels: its
+    # layers, at the config's width.
+    helper = _mobilenet_extractor(body, True, config.trainable_layers, returned_layers=[2, 3, 5])
+    return_layers = helper.body.return_layers
     return BackboneWithFPN(
         body.features,
         return_layers,
