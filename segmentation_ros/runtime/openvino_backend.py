@@ -67,14 +67,14 @@ class OpenVINOBackend:
         self.device = torch.device("cpu")
         self.output_type = output_type
         self._request = self.compiled.create_infer_request()
+        self._ports = [self.compiled.output(name) for name in output_type._fields]  # once
 
     def infer(self, images: torch.Tensor) -> NamedTuple:
         x = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
         # share_outputs=False: copies, so the next frame's inference cannot overwrite a result
         # the postprocess still reads.
         out = self._request.infer({0: x}, share_outputs=False)
-        by_name = {port.get_any_name(): value for port, value in out.items()}
-        return self.output_type(*(torch.from_numpy(by_name[f]) for f in self.output_type._fields))
+        return self.output_type(*(torch.from_numpy(out[port]) for port in self._ports))
 
 
 def openvino_module():
