@@ -18,8 +18,9 @@ openvino       fp32, bf16, int8           cpu         OpenVINO on the same ONNX 
                                                       where the CPU has it; int8: the QDQ file)
 tensorrt       fp32, fp16, bf16, int8     cuda        a serialized TensorRT engine
                                                       (torch-tensorrt, `runtime.tensorrt`)
-auto           resolved by `resolve_backend` where the node runs: the fastest that runs there
-               (openvino, else onnxruntime, on a CPU)
+auto           the fastest that runs there, in `AUTO_ORDER` (`resolve_backend`): openvino, else
+               onnxruntime, on a CPU; one that cannot run the model (an op it cannot
+               convert) gives way to the next
 
 ONNX files and TensorRT engines come from `ArtifactCache` (`runtime.cache`): keyed by the
 weights, input shape, precision and the building software and GPU; built when missing or
@@ -51,7 +52,7 @@ from segmentation_ros.runtime.base import (
     require_cuda,
     warm_up,
 )
-from segmentation_ros.runtime.cache import ArtifactCache
+from segmentation_ros.runtime.cache import ArtifactCache, ArtifactCacheError
 from segmentation_ros.runtime.keys import artifact_key, device_facts, weights_sha256
 from segmentation_ros.runtime.names import (
     AUTO,
@@ -158,14 +159,19 @@ def _build_openvino(r: BuildRequest) -> Backend:
     key = artifact_key(
         "openvino", r.model, input_size=r.input_size, precision=file_precision, device=r.device
     )
-    result = r.cache.get_or_build(
-        key,
-        lambda target: _export_onnx(dataclasses.replace(r, precision=file_precision), target),
-        suffix=".onnx",
-        path=r.artifact_path,
-        validate=lambda path: OpenVINOBackend(path, output_type),
-        allow_build=r.allow_build,
-    )
+    try:
+        result = r.cache.get_or_build(
+            key,
+            lambda target: _export_onnx(dataclasses.replace(r, precision=file_precision), target),
+            suffix=".onnx",
+            path=r.artifact_path,
+            validate=lambda path: OpenVINOBackend(path, output_type),
+            allow_build=r.allow_build,
+        )
+    except ArtifactCacheError as error:
+        if isinstance(error.__cause__, BackendUnavailable):  # an op OpenVINO cannot convert
+            raise error.__cause__ from error
+        raise
     backend = OpenVINOBackend(
         result.path, output_type, precision=r.precision, threads=r.intra_op_threads
     )
@@ -225,13 +231,20 @@ BUILDERS: dict[str, Builder] = {
 # "auto"
 
 
+def auto_candidates(where: str, precision: str, available: Mapping[str, bool]) -> list[str]:
+    """The backends "auto" may pick, in `AUTO_ORDER[where]` ("cpu" or "cuda"): available here
+    and running `precision` there. `available`: backend -> whether its software runs here
+    (missing entries count as available)."""
+    return [
+        k for k in AUTO_ORDER[where] if available.get(k, True) and precision in SUPPORTED[k][where]
+    ]
+
+
 def choose_backend(where: str, precision: str, available: Mapping[str, bool]) -> str:
-    """The rule behind "auto" (pure): the first backend of `AUTO_ORDER[where]` ("cpu" or
-    "cuda") that is available and runs `precision` there. `available`: backend -> whether its
-    software runs here (missing entries count as available)."""
-    for kind in AUTO_ORDER[where]:
-        if available.get(kind, True) and precision in SUPPORTED[kind][where]:
-            return kind
+    """The rule behind "auto" (pure): the first of `auto_candidates`."""
+    candidates = auto_candidates(where, precision, available)
+    if candidates:
+        return candidates[0]
     tried = ", ".join(
         f"{k} ({'no ' + precision if available.get(k, True) else 'not available'})"
         for k in AUTO_ORDER[where]
@@ -320,10 +333,31 @@ def build_backend(
     """
     if precision not in (*PRECISIONS, AUTO):
         raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS} or auto")
-    # auto precision: the backend as for fp32, then its fast precision here
-    kind = resolve_backend(
-        kind, device=device, precision="fp32" if precision == AUTO else precision
-    )
+    options = dict(
+        model=model, device=device, input_size=input_size, artifact_path=artifact_path,
+        cache=cache, allow_build=allow_build, calibration=calibration, batch_sizes=batch_sizes,
+        intra_op_threads=intra_op_threads,
+    )  # fmt: skip
+    if kind != AUTO:
+        return _build_one(resolve_backend(kind, device=device), precision, **options)
+    # auto: the first candidate that builds this model here (auto precision: the backends as
+    # for fp32, then each one's fast precision); a backend that cannot run one of the model's
+    # ops (OpenVINO and YOLACT++'s DeformConv) says BackendUnavailable and the next one builds.
+    require_cuda(device)
+    where = "cuda" if device_type(device) == "cuda" else "cpu"
+    fixed = "fp32" if precision == AUTO else precision
+    available = backend_availability(device)
+    choose_backend(where, fixed, available)  # none at all: its message says why
+    reasons = []
+    for candidate in auto_candidates(where, fixed, available):
+        try:
+            return _build_one(candidate, precision, **options)
+        except BackendUnavailable as error:
+            reasons.append(f"{candidate}: {error}")
+    raise BackendUnavailable("backend auto: no candidate builds here: " + "; ".join(reasons))
+
+
+def _build_one(kind: str, precision: str, *, model, device, input_size, cache, **options):
     precision = resolve_precision(precision, kind)
     check_precision(kind, precision, device)
     builder = BUILDERS[kind]
@@ -334,15 +368,14 @@ def build_backend(
         from segmentation_ros.ops.triton import register_cuda_kernels
 
         register_cuda_kernels()  # our ops' Triton kernels serve CUDA tensors
-    if batch_sizes is not None and not builder.dynamic_batch:
+    if options["batch_sizes"] is not None and not builder.dynamic_batch:
         raise ValueError(f"batch_sizes is for tensorrt engines; {kind} runs batch 1 artifacts")
     if builder.artifact and input_size is None:
         raise ValueError(f"backend {kind} needs input_size (its artifact has a fixed size)")
     request = BuildRequest(
         model=model, precision=precision, device=device,
         input_size=tuple(input_size) if input_size is not None else None,
-        artifact_path=artifact_path, cache=cache or ArtifactCache(), allow_build=allow_build,
-        calibration=calibration, batch_sizes=batch_sizes, intra_op_threads=intra_op_threads,
+        cache=cache or ArtifactCache(), **options,
     )  # fmt: skip
     return builder.build(request)
 

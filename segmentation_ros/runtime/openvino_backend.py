@@ -13,6 +13,7 @@ float-kept layers in f32).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import NamedTuple
 
@@ -56,7 +57,17 @@ class OpenVINOBackend:
         }
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
-        self.compiled = core.compile_model(str(path), "CPU", config)
+        try:
+            self.compiled = core.compile_model(str(path), "CPU", config)
+        except RuntimeError as error:
+            missing = unconvertible_ops(str(error))
+            if not missing:
+                raise
+            # e.g. DeformConv (YOLACT++): OpenVINO's ONNX reader has no rule for it
+            raise BackendUnavailable(
+                f"openvino cannot convert {', '.join(missing)} of {str(path)!r} (no conversion "
+                "rule in its ONNX reader); run this model with onnxruntime or torch"
+            ) from error
         names = [port.get_any_name() for port in self.compiled.outputs]
         if sorted(names) != sorted(output_type._fields):
             raise ValueError(
@@ -75,6 +86,14 @@ class OpenVINOBackend:
         # the postprocess still reads.
         out = self._request.infer({0: x}, share_outputs=False)
         return self.output_type(*(torch.from_numpy(out[port]) for port in self._ports))
+
+
+def unconvertible_ops(message: str) -> list[str]:
+    """The ONNX ops an OpenVINO conversion error names as having no conversion rule."""
+    found = re.search(r"No conversion rule found for operations: ([^\n]*)", message)
+    if not found:
+        return []
+    return [op.strip() for op in found.group(1).split(",") if op.strip()]
 
 
 def openvino_module():

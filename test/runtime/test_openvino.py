@@ -130,3 +130,37 @@ def test_bad_files_and_devices(small, tmp_path):
         OpenVINOBackend(path, Other)
     with pytest.raises((ValueError, BackendUnavailable), match="cuda"):
         build_backend("openvino", small, input_size=(32, 32), device="cuda")
+
+
+class Deformable(nn.Module):
+    """A conv and YOLACT++'s deformable conv (exported as the standard ONNX DeformConv)."""
+
+    output_type = Outputs
+
+    def __init__(self) -> None:
+        super().__init__()
+        from segmentation_ros.ops.deform_conv import ModulatedDeformConv2d
+
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.deformable = ModulatedDeformConv2d(8, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = self.deformable(self.stem(x).relu())
+        return Outputs(y, y.mean(dim=(2, 3)))
+
+
+def test_a_model_openvino_cannot_convert_runs_on_the_next_auto_backend(tmp_path):
+    """OpenVINO's ONNX reader has no rule for DeformConv (its own error says so): backend
+    openvino says BackendUnavailable naming the op, and auto builds ONNX Runtime instead, whose
+    outputs equal torch's."""
+    torch.manual_seed(0)
+    model = Deformable().eval()
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(BackendUnavailable, match="DeformConv"):
+        build_backend("openvino", model, input_size=(32, 32), cache=cache)
+    backend = build_backend("auto", model, precision="auto", input_size=(32, 32), cache=cache)
+    assert (backend.name, backend.precision) == ("onnxruntime", "fp32")
+    image = _images(1)[0]
+    with torch.no_grad():
+        expected = model(image)
+    torch.testing.assert_close(backend.infer(image).maps, expected.maps, atol=1e-4, rtol=1e-4)
