@@ -20,6 +20,15 @@ from segmentation_ros.train.distributed import DistContext
 _SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
 
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """DataLoader `worker_init_fn`: loader workers ignore SIGTERM / SIGINT. A signal to the
+    whole process group (Ctrl-C at a terminal, a scheduler or systemd stopping the job) would
+    otherwise kill them, and the main process would die of the lost worker before it could save
+    `last.pt`; it stops them itself once it has saved."""
+    for sig in _SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
 class StopOnSignal:
     """Context manager: `requested` turns true at the first SIGTERM / SIGINT (handlers only in
     the main thread, where Python delivers signals; elsewhere nothing is installed)."""

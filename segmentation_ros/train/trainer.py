@@ -56,7 +56,7 @@ from segmentation_ros.train.checkpoints import (
 from segmentation_ros.train.config import TrainConfig, learning_rate
 from segmentation_ros.train.logs import CSV_FIELDS, RunLog
 from segmentation_ros.train.precision import ForwardThrough, check_precision, grad_scaler
-from segmentation_ros.train.stop import StopOnSignal
+from segmentation_ros.train.stop import StopOnSignal, ignore_stop_signals
 
 __all__ = [
     "CSV_FIELDS",
@@ -288,6 +288,7 @@ class Trainer:
             collate_fn=collate,
             num_workers=c.workers,
             pin_memory=self.device.type == "cuda",
+            worker_init_fn=ignore_stop_signals,
         )
 
     # -- loop ----------------------------------------------------------------------------------

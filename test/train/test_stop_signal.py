@@ -66,3 +66,26 @@ def test_a_signal_saves_the_step_and_resume_goes_on(tmp_path, sig):
     assert f"at step {stopped_at}" in resumed.stdout
     assert json.loads(resumed.stdout.strip().splitlines()[-1])["stopped_by"] == ""
     assert _logged_steps(tmp_path) == list(range(1, stopped_at + 3))
+
+
+def test_a_signal_to_the_whole_process_group_with_loader_workers_saves_the_step(tmp_path):
+    """Ctrl-C at a terminal and schedulers signal every process of the job, loader workers
+    included: the run still finishes its step and writes last.pt (workers that died of the
+    signal would take the main process down first)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = _command(tmp_path, 10_000)
+    command[command.index("--workers") + 1] = "2"
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, as a job's
+    )  # fmt: skip
+    deadline = time.monotonic() + 240.0
+    while len(_logged_steps(tmp_path)) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read()
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGTERM.value, output
+    stopped_at = json.loads(output.strip().splitlines()[-1])["step"]
+    assert read_training_checkpoint(tmp_path / "last.pt")["extra"]["step"] == stopped_at
+    assert _logged_steps(tmp_path) == list(range(1, stopped_at + 1))
