@@ -9,7 +9,9 @@ thing segments are matched to the reference's (same class, greedy by mask IoU), 
   the denominator is the larger of the two counts);
 - mask IoU: the mean mask IoU of the matched things;
 - pixel agreement: the fraction of pixels with the same class (semantic map, void included);
-- PQ delta: PQ(candidate) - PQ(reference) against the data set's ground truth, in points.
+- PQ delta: PQ(candidate) - PQ(reference) against the data set's ground truth, in points;
+- one-sided things: found by one pipeline only, and how many of them scored within 0.05 above
+  the score threshold (detections a small change of scores moves across it).
 
 `Tolerances.check(agreement)` lists what exceeds a tolerance; the command
 `segmentation-ros-eval backend` exits non-zero when the list is not empty.
@@ -73,6 +75,8 @@ class BackendAgreement:
     num_things: int
     ms_reference: float
     ms_candidate: float
+    one_sided: int = 0  # things found by one pipeline only (`one_sided_things`)
+    one_sided_near_threshold: int = 0  # of those, scored within 0.05 above the threshold
 
     @property
     def pq_delta(self) -> float:
@@ -90,6 +94,8 @@ class BackendAgreement:
             "reference_things": self.num_things,
             "ms_reference": round(self.ms_reference, 1),
             "ms_candidate": round(self.ms_candidate, 1),
+            "one_sided_things": self.one_sided,
+            "one_sided_near_threshold": self.one_sided_near_threshold,
         }
 
 
@@ -123,15 +129,15 @@ def _mask_ious(ref: FrameResult, cand: FrameResult, ri: np.ndarray, ci: np.ndarr
     return inter / np.maximum(area_r + area_c - inter, 1)
 
 
-def compare_frames(ref: FrameResult, cand: FrameResult, box_iou: float) -> tuple[int, int, list]:
-    """(reference things, agreeing boxes, matched mask IoUs) of one image."""
+def _match(ref: FrameResult, cand: FrameResult):
+    """Greedy same-class matches by mask IoU: (reference thing indices, candidate thing
+    indices, [(i into the first, j into the second, mask IoU)])."""
     rt = np.flatnonzero(ref.segments.is_thing)
     ct = np.flatnonzero(cand.segments.is_thing)
     ious = _mask_ious(ref, cand, rt, ct)
     same_class = ref.segments.class_ids[rt][:, None] == cand.segments.class_ids[ct][None, :]
     ious = np.where(same_class, ious, 0.0)
-    boxes = _box_iou(ref.segments.boxes[rt], cand.segments.boxes[ct])
-    agreeing, matched = 0, []
+    pairs = []
     taken = np.zeros(ct.size, dtype=bool)
     for r in np.argsort(-ious.max(axis=1, initial=0.0)) if ct.size else ():
         candidates = np.where(~taken & (ious[r] > 0), ious[r], -1.0)
@@ -139,9 +145,29 @@ def compare_frames(ref: FrameResult, cand: FrameResult, box_iou: float) -> tuple
         if candidates[c] <= 0:
             continue
         taken[c] = True
-        matched.append(float(ious[r, c]))
-        agreeing += int(boxes[r, c] >= box_iou)
-    return max(rt.size, ct.size), agreeing, matched
+        pairs.append((int(r), c, float(ious[r, c])))
+    return rt, ct, pairs
+
+
+def compare_frames(ref: FrameResult, cand: FrameResult, box_iou: float) -> tuple[int, int, list]:
+    """(reference things, agreeing boxes, matched mask IoUs) of one image."""
+    rt, ct, pairs = _match(ref, cand)
+    boxes = _box_iou(ref.segments.boxes[rt], cand.segments.boxes[ct])
+    agreeing = sum(int(boxes[r, c] >= box_iou) for r, c, _ in pairs)
+    return max(rt.size, ct.size), agreeing, [iou for _, _, iou in pairs]
+
+
+def one_sided_things(
+    ref: FrameResult, cand: FrameResult, score_threshold: float, margin: float = 0.05
+) -> tuple[int, int]:
+    """(things on one side only, those of them scored below `score_threshold` + `margin`):
+    how much of a disagreement is detections that cross the score threshold, the part a small
+    change of scores flips and no better conversion of the boxes can remove."""
+    rt, ct, pairs = _match(ref, cand)
+    matched_r, matched_c = {r for r, _, _ in pairs}, {c for _, c, _ in pairs}
+    lone = [ref.segments.scores[i] for k, i in enumerate(rt) if k not in matched_r]
+    lone += [cand.segments.scores[j] for k, j in enumerate(ct) if k not in matched_c]
+    return len(lone), sum(int(score < score_threshold + margin) for score in lone)
 
 
 def compare_backends(
@@ -163,7 +189,7 @@ def compare_backends(
     pq = {"reference": PQAccumulator(categories), "candidate": PQAccumulator(categories)}
     elapsed = {"reference": 0.0, "candidate": 0.0}
     request = OutputRequest(semantic=True, objects=True)
-    things = agreeing = 0
+    things = agreeing = one_sided = near_threshold = 0
     mask_ious: list[float] = []
     same_pixels = total_pixels = 0
     count = len(dataset) if limit is None else min(limit, len(dataset))
@@ -182,6 +208,9 @@ def compare_backends(
         n, a, ious = compare_frames(results["reference"], results["candidate"], box_iou)
         things, agreeing = things + n, agreeing + a
         mask_ious += ious
+        lone, near = one_sided_things(results["reference"], results["candidate"],
+                                      settings.score_threshold)  # fmt: skip
+        one_sided, near_threshold = one_sided + lone, near_threshold + near
         same_pixels += int(
             np.count_nonzero(results["reference"].semantic == results["candidate"].semantic)
         )
@@ -196,4 +225,6 @@ def compare_backends(
         num_things=things,
         ms_reference=elapsed["reference"] / max(count, 1) * 1e3,
         ms_candidate=elapsed["candidate"] / max(count, 1) * 1e3,
+        one_sided=one_sided,
+        one_sided_near_threshold=near_threshold,
     )

@@ -8,7 +8,12 @@ import pytest
 
 from segmentation_ros.pipeline import FrameResult, Segments, Timings
 from segmentation_ros.tools.eval import main as eval_main
-from segmentation_ros.train.backend_agreement import BackendAgreement, Tolerances, compare_frames
+from segmentation_ros.train.backend_agreement import (
+    BackendAgreement,
+    Tolerances,
+    compare_frames,
+    one_sided_things,
+)
 
 
 def _frame(things: list[tuple[int, tuple[int, int, int, int]]]) -> FrameResult:
@@ -43,6 +48,19 @@ def test_shifted_missing_and_reclassified_things():
     assert n == 3 and agreeing == 0  # a 1-pixel shift of a 15-pixel box: IoU 14/16 < 0.9
     assert ious == [pytest.approx(14 / 16)]
     assert compare_frames(ref, cand, box_iou=0.8)[1] == 1
+
+
+def test_one_sided_things_near_the_score_threshold():
+    """A thing the candidate lacks, one only it has, one it calls another class (one-sided on
+    both sides): counted, and those scored under threshold + margin told apart."""
+    ref = _frame([(3, (5, 5, 20, 20)), (4, (30, 10, 50, 30)), (5, (0, 30, 10, 40))])
+    cand = _frame([(3, (6, 5, 21, 20)), (2, (30, 10, 50, 30))])
+    ref.segments.scores[1:] = [0.9, 0.32, 0.31]  # the class-4 thing and the missing one: low
+    cand.segments.scores[1:] = [0.9, 0.7]
+    # one-sided: ref class 4 (0.32), ref class 5 (0.31), cand class 2 (0.7)
+    assert one_sided_things(ref, cand, score_threshold=0.3) == (3, 2)
+    assert one_sided_things(ref, cand, score_threshold=0.3, margin=0.015) == (3, 1)
+    assert one_sided_things(ref, ref, score_threshold=0.3) == (0, 0)
 
 
 def test_tolerances_name_what_fails():
