@@ -4,7 +4,7 @@ Every backend takes the same preprocessed tensor ([B, 3, H, W] float32, normalis
 backend's device) and returns the same raw outputs (the model's NamedTuple, e.g. YolactOutputs,
 float32) for the one shared postprocess. Backends hold no postprocess and no ROS.
 
-    backend = build_backend("auto", model, input_size=(240, 320))   # onnxruntime on a CPU
+    backend = build_backend("auto", model, input_size=(240, 320))   # openvino on a CPU
     outputs = backend.infer(preprocess(image, config))
 
 kind           precisions                 device      what it is
