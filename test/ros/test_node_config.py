@@ -180,16 +180,24 @@ def test_a_parameter_update_replaces_one_frozen_config(ros_node, checkpoint):
 
         snapshots, stop = {}, threading.Event()  # id -> config (kept alive: ids stay unique)
 
+        reading = threading.Event()
+
         def read():
             while not stop.is_set():
                 config = node.config
                 snapshots[id(config)] = config
+                reading.set()
 
         reader = threading.Thread(target=read)
         reader.start()
         try:
-            for i in range(200):
+            assert reading.wait(10.0)
+            # At least 200 updates, and on until the reader has seen one (the scheduler may
+            # run all 200 before the reader's next turn on a busy machine).
+            for i in range(20_000):
                 node.set_parameters_atomically(as_parameters(a if i % 2 else b))
+                if i >= 200 and len(snapshots) > 1:
+                    break
         finally:
             stop.set()
             reader.join()
