@@ -28,6 +28,7 @@ import torch
 
 from segmentation_ros.data.synthetic import generate_scene
 from segmentation_ros.models import build_model
+from segmentation_ros.models.checkpoint import load_for_inference
 from segmentation_ros.models.preprocess import preprocess
 from segmentation_ros.postprocess import YolactPostprocessParams, postprocess_yolact
 from segmentation_ros.runtime.backends import build_backend
@@ -44,7 +45,9 @@ def timed(fn, repeat):
     return float(np.median(times)), result
 
 
-def make_model(name: str):
+def make_model(name: str, checkpoint: str = ""):
+    if checkpoint:
+        return load_for_inference(checkpoint, name)[0].eval()
     torch.manual_seed(0)
     model = build_model(name).eval()
     # Random weights give near-uniform class scores under the threshold: lift a few classes so
@@ -168,7 +171,10 @@ def main():
     parser.add_argument("--calibration-scenes", type=int, default=32)
     parser.add_argument("--agreement-scenes", type=int, default=10)
     parser.add_argument("--cache-dir", default="", help="artifact cache (default: a temporary one)")
+    parser.add_argument("--checkpoint", default="", help="trained weights of the (one) model")
     args = parser.parse_args()
+    if args.checkpoint and len(args.models) != 1:
+        parser.error("--checkpoint needs exactly one model in --models")
     torch.set_num_threads(2)
     image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
     header = f"{'model':24s} {'backend':12s} " + " ".join(
@@ -178,7 +184,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         tmp = args.cache_dir or tmp
         for name in args.models:
-            model = make_model(name)
+            model = make_model(name, args.checkpoint)
             cache = ArtifactCache(tmp)
             for kind in ("torch", "onnxruntime"):
                 backend = build_backend(kind, model, cache=cache,
