@@ -27,6 +27,7 @@ from pathlib import Path
 # Torch-free at import: `pq` and `mask-ap` never load torch; the other subcommands import what
 # they need when they run (test/tools/test_eval_imports.py).
 from segmentation_ros.panoptic.pq_files import default_workers, evaluate_pq_files
+from segmentation_ros.tools.args import input_size
 
 __all__ = ["build_parser", "evaluate_pq_files", "main"]
 
@@ -149,6 +150,12 @@ def _add_checkpoint(subparsers) -> None:
         help="COCO instance ground truth for mask AP and, for a model with keypoints, keypoint "
         "AP by OKS (default: DIR/instances.json of a synthetic:DIR data set when present)",
     )
+    p.add_argument(
+        "--input-size",
+        type=input_size,
+        help="network input HEIGHTxWIDTH, as the node's input_height / input_width (default: "
+        "the model's)",
+    )
     p.add_argument("--plots", help="folder for per-class plots (PNG)")
     p.set_defaults(func=_run_checkpoint)
 
@@ -163,7 +170,7 @@ def _run_checkpoint(args: argparse.Namespace) -> int:
         candidate = Path(args.data.split(":", 1)[1]) / "instances.json"
         instances_json = candidate if candidate.is_file() else None
     pipeline = SegmentationPipeline.from_checkpoint(
-        args.checkpoint, backend=args.backend, precision=args.precision
+        args.checkpoint, backend=args.backend, precision=args.precision, input_size=args.input_size
     )
     evaluation = evaluate_checkpoint(
         pipeline,

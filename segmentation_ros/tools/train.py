@@ -41,21 +41,12 @@ from pathlib import Path
 import torch
 
 from segmentation_ros.data.datasets import DATA_SPECS, CategoryMapping, open_dataset
+from segmentation_ros.tools.args import input_size
 from segmentation_ros.train import distributed
 from segmentation_ros.train.config import PRECISIONS
 from segmentation_ros.train.precision import check_precision
 from segmentation_ros.train.recipes import apply_recipe
 from segmentation_ros.train.trainer import TrainConfig, Trainer
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH, got {text!r}") from None
-    if h < 32 or w < 32:
-        raise argparse.ArgumentTypeError(f"input size must be at least 32x32, got {text!r}")
-    return h, w
 
 
 def _fractions(text: str) -> tuple[float, ...]:
@@ -85,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--finetune-official", type=Path, help="official YOLACT .pth to start from")
     p.add_argument("--seed", default=0, type=int, help="random seed")
     p.add_argument("--workers", default=0, type=int, help="data loader processes")
-    p.add_argument("--input-size", type=_size, help="network input HEIGHTxWIDTH")
+    p.add_argument("--input-size", type=input_size, help="network input HEIGHTxWIDTH")
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adamw"))
     p.add_argument("--schedule", default="step", choices=("step", "cosine", "constant"))
     p.add_argument("--warmup-steps", type=int, help="warm-up steps (default min(500, steps / 10))")

@@ -73,3 +73,15 @@ def test_eval_command_bad_data(setup, capsys):
     code = main(["checkpoint", "--checkpoint", str(setup / "model.pt"),
                  "--data", f"synthetic:{setup / 'missing'}"])  # fmt: skip
     assert code == 1 and "error" in capsys.readouterr().err
+
+
+def test_eval_command_at_another_input_size(setup, capsys):
+    """--input-size runs the network at the node's input_height x input_width; a malformed one
+    is refused by the parser with what to write."""
+    code = main(["checkpoint", "--checkpoint", str(setup / "model.pt"), "--num", "1",
+                 "--data", f"synthetic:{setup / 'data'}", "--input-size", "96x128"])  # fmt: skip
+    assert code == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["images"] == 1
+    with pytest.raises(SystemExit) as exit_info:
+        main(["checkpoint", "--data", f"synthetic:{setup / 'data'}", "--input-size", "96by128"])
+    assert exit_info.value.code == 2 and "HEIGHTxWIDTH" in capsys.readouterr().err
