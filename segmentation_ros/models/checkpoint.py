@@ -320,20 +320,30 @@ def load_for_inference(
 
 
 def export_for_inference(
-    source: str | os.PathLike, target: str | os.PathLike, *, half: bool = True
+    source: str | os.PathLike,
+    target: str | os.PathLike,
+    *,
+    half: bool = True,
+    input_size: tuple[int, int] | None = None,
 ) -> None:
     """Write a training checkpoint as a deployable one: config, class names and weights only
     (no optimizer state), floating-point weights stored as float16 when `half` (they load back
-    into float32 modules; BatchNorm statistics and integer buffers keep their dtype)."""
+    into float32 modules; BatchNorm statistics and integer buffers keep their dtype).
+    input_size: (H, W) the deployed model runs at, where it differs from the training size (a
+    fully convolutional network: the weights are the same, the priors follow the size)."""
     checkpoint = read_checkpoint(source)
-    model = family_of(checkpoint.config).build(checkpoint.config)
+    family = family_of(checkpoint.config)
+    config = checkpoint.config
+    if input_size is not None:
+        config = family.with_input_size(config, tuple(input_size))
+    model = family.build(config)
     _load_strict(model, without_training_heads(checkpoint.state_dict, model), assign=False)
     if not half:
-        save_checkpoint(target, model, checkpoint.config, {"exported_from": os.fspath(source)})
+        save_checkpoint(target, model, config, {"exported_from": os.fspath(source)})
         return
     state = {
         key: value.half() if value.is_floating_point() and "running_" not in key else value
         for key, value in model.state_dict().items()
     }
     extra = {"exported_from": os.path.basename(os.fspath(source)), "float16": True}
-    torch.save(_payload(checkpoint.config, state, extra), target)
+    torch.save(_payload(config, state, extra), target)

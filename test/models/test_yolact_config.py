@@ -167,6 +167,27 @@ def test_export_for_inference_drops_training_state_and_halves(tmp_path):
             torch.testing.assert_close(a, b, atol=0.05, rtol=0.02)  # float16 weights
 
 
+def test_export_for_inference_at_another_input_size(tmp_path):
+    """A model deployed at another input size than it was trained at: its config says the new
+    size (the node and the priors follow it), its weights are the trained ones, and it computes
+    what the trained model computes on an input of that size."""
+    import torch
+
+    from segmentation_ros.models.checkpoint import export_for_inference, load_checkpoint
+
+    torch.manual_seed(0)
+    model = build_model("panoptic_yolact_mobilenetv3").eval()
+    source = tmp_path / "train.pt"
+    save_checkpoint(source, model)
+    export_for_inference(source, tmp_path / "deploy.pt", half=False, input_size=(96, 128))
+    deployed, config = load_checkpoint(tmp_path / "deploy.pt")
+    assert config.yolact.input_size == (96, 128) != model.config.yolact.input_size
+    x = torch.randn(1, 3, 96, 128)
+    with torch.no_grad():
+        for a, b in zip(model(x), deployed.eval()(x)):
+            torch.testing.assert_close(a, b)
+
+
 def test_light_yolact_plus_deformable_depthwise_blocks():
     """YOLACT++'s rule (official backbone `_make_layer`: the first block if dcn_layers >= blocks,
     block i >= 1 if i + dcn_layers >= blocks and i % dcn_interval == 0) on MobileNetV3-Large's
