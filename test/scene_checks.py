@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segmentation_ros.data.classes import DRIVABLE_NAMES, STUFF_NAMES
+from segmentation_ros.data.classes import DRIVABLE_NAMES, STUFF_NAMES, THING_NAMES
 from segmentation_ros.data.synthetic import generate_scene
 from segmentation_ros.pipeline import FrameSettings, OutputRequest
 
@@ -42,3 +42,39 @@ def find_on_scenes(pipeline, seeds, *, min_area: int, things: bool) -> SceneFind
         union = max((truth | result.drivable).sum(), 1)
         drivable_ious.append((truth & result.drivable).sum() / union)
     return SceneFindings(found, total, drivable_ious)
+
+
+@dataclass
+class KeypointFindings:
+    placed: int  # visible truth keypoints of matched people predicted within the radius
+    visible: int  # visible truth keypoints of matched people
+    people: int  # large truth people matched (person class, mask IoU > 0.5)
+
+
+def keypoints_on_scenes(pipeline, seeds, *, min_area: int, radius: float) -> KeypointFindings:
+    """PCK on the scenes of `seeds`: for each truth person of at least `min_area` pixels that a
+    predicted person overlaps at mask IoU > 0.5, count its visible keypoints (the world's exact
+    ones) that the prediction places within `radius` x the person's box height."""
+    person = len(STUFF_NAMES) + THING_NAMES.index("person")
+    placed = visible = people = 0
+    for seed in seeds:
+        scene = generate_scene(seed)
+        result = pipeline.process(scene.image, OutputRequest(), FrameSettings())
+        truth = scene.segments
+        for i, (sid, category, area) in enumerate(zip(truth.ids, truth.category_ids, truth.areas)):
+            if category != person or area < min_area:
+                continue
+            mask = scene.id_map == sid
+            for j, (pid, pclass) in enumerate(zip(result.segments.ids, result.segments.class_ids)):
+                pred = result.id_map == pid
+                if pclass == person and (mask & pred).sum() / (mask | pred).sum() > 0.5:
+                    people += 1
+                    shown = truth.keypoints[i, :, 2] > 0
+                    height = truth.bboxes[i][3]
+                    error = np.hypot(
+                        *(result.segments.keypoints[j, :, :2] - truth.keypoints[i, :, :2]).T
+                    )
+                    visible += int(shown.sum())
+                    placed += int((shown & (error < radius * height)).sum())
+                    break
+    return KeypointFindings(placed, visible, people)

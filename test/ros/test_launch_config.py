@@ -193,11 +193,17 @@ def test_rviz_config_shows_the_default_topics():
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from tiny_models import save_tiny_checkpoints, save_tiny_yolact_plus
+    from tiny_models import (
+        save_tiny_checkpoints,
+        save_tiny_keypoint_mask_rcnn,
+        save_tiny_yolact_plus,
+    )
 
     folder = tmp_path_factory.mktemp("ckpt")
     paths = save_tiny_checkpoints(folder, input_size=(64, 64))
     paths["yolact_plus"] = save_tiny_yolact_plus(folder / "tiny_plus.pt", input_size=(64, 64))
+    # config/mask_rcnn.yaml names the keypoint model
+    paths["mask_rcnn"] = save_tiny_keypoint_mask_rcnn(folder / "tiny_kp.pt", (64, 64))
     return paths
 
 
