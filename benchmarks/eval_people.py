@@ -8,6 +8,7 @@ another class (IoU > 0.5) or missed; by size.
 import sys
 
 import numpy as np
+from scene_match import best_ious
 
 from segmentation_ros.data.classes import STUFF_NAMES, THING_NAMES
 from segmentation_ros.data.synthetic import generate_scene
@@ -21,18 +22,9 @@ start = int(sys.argv[2]) if len(sys.argv) > 2 else 900000
 for seed in range(start, start + (int(sys.argv[3]) if len(sys.argv) > 3 else 60)):
     sc = generate_scene(seed)
     res = p.process(sc.image, OutputRequest(), FrameSettings())
-    s = sc.segments
-    for sid, cat, area in zip(s.ids, s.category_ids, s.areas):
-        if cat != person or area < 1500:
-            continue
-        truth = sc.id_map == sid
-        best = {}
-        for pid, pc in zip(res.segments.ids, res.segments.class_ids):
-            pred = res.id_map == pid
-            iou = (truth & pred).sum() / (truth | pred).sum()
-            best[pc == person] = max(best.get(pc == person, 0), iou)
+    for truth, area, same, other in best_ious(sc, res, person, min_area=1500):
         ys, xs = np.nonzero(truth)
-        rows.append((area, np.ptp(xs) + 1, np.ptp(ys) + 1, best.get(True, 0), best.get(False, 0)))
+        rows.append((area, np.ptp(xs) + 1, np.ptp(ys) + 1, same, other))
 r = np.array(rows)
 found = r[:, 3] > 0.5
 poor = (~found) & (r[:, 3] > 0.2)

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scene_match import best_ious
 
 from segmentation_ros.data.classes import STUFF_NAMES, THING_NAMES
 from segmentation_ros.data.synthetic import generate_scene
@@ -30,19 +31,7 @@ rows = []
 for seed in range(start, start + count):
     scene = generate_scene(seed)
     result = p.process(scene.image, OutputRequest(), FrameSettings())
-    s = scene.segments
-    for sid, cat, area in zip(s.ids, s.category_ids, s.areas):
-        if cat != category or area < 300:
-            continue
-        truth = scene.id_map == sid
-        same = other = 0.0
-        for pid, pc in zip(result.segments.ids, result.segments.class_ids):
-            pred = result.id_map == pid
-            iou = (truth & pred).sum() / (truth | pred).sum()
-            if pc == category:
-                same = max(same, iou)
-            else:
-                other = max(other, iou)
+    for truth, area, same, other in best_ious(scene, result, category, min_area=300):
         t = torch.from_numpy(truth[None, None].astype(np.float32))
         low = F.adaptive_avg_pool2d(t, proto)
         up = F.interpolate(low, size=truth.shape, mode="bilinear", align_corners=False)[0, 0]
