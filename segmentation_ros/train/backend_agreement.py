@@ -153,34 +153,31 @@ def _match(ref: FrameResult, cand: FrameResult):
 NEAR_THRESHOLD = 0.05
 
 
-def _agreeing(ref: FrameResult, cand: FrameResult, match, box_iou: float) -> int:
-    rt, ct, pairs = match
+def compare_frames(
+    ref: FrameResult, cand: FrameResult, box_iou: float, match=None
+) -> tuple[int, int, list]:
+    """(reference things, agreeing boxes, matched mask IoUs) of one image; `match`: the image's
+    `_match(ref, cand)` when the caller already has it."""
+    rt, ct, pairs = match or _match(ref, cand)
     boxes = _box_iou(ref.segments.boxes[rt], cand.segments.boxes[ct])
-    return sum(int(boxes[r, c] >= box_iou) for r, c, _ in pairs)
-
-
-def _lone_scores(ref: FrameResult, cand: FrameResult, match) -> list[float]:
-    """Scores of the things of either side that `match` left unmatched."""
-    rt, ct, pairs = match
-    matched_r, matched_c = {r for r, _, _ in pairs}, {c for _, c, _ in pairs}
-    lone = [ref.segments.scores[i] for k, i in enumerate(rt) if k not in matched_r]
-    return lone + [cand.segments.scores[j] for k, j in enumerate(ct) if k not in matched_c]
-
-
-def compare_frames(ref: FrameResult, cand: FrameResult, box_iou: float) -> tuple[int, int, list]:
-    """(reference things, agreeing boxes, matched mask IoUs) of one image."""
-    match = rt, ct, pairs = _match(ref, cand)
-    agreeing = _agreeing(ref, cand, match, box_iou)
+    agreeing = sum(int(boxes[r, c] >= box_iou) for r, c, _ in pairs)
     return max(rt.size, ct.size), agreeing, [iou for _, _, iou in pairs]
 
 
 def one_sided_things(
-    ref: FrameResult, cand: FrameResult, score_threshold: float, margin: float = NEAR_THRESHOLD
+    ref: FrameResult,
+    cand: FrameResult,
+    score_threshold: float,
+    margin: float = NEAR_THRESHOLD,
+    match=None,
 ) -> tuple[int, int]:
     """(things on one side only, those of them scored below `score_threshold` + `margin`):
     how much of a disagreement is detections that cross the score threshold, the part a small
     change of scores flips and no better conversion of the boxes can remove."""
-    lone = _lone_scores(ref, cand, _match(ref, cand))
+    rt, ct, pairs = match or _match(ref, cand)
+    matched_r, matched_c = {r for r, _, _ in pairs}, {c for _, c, _ in pairs}
+    lone = [ref.segments.scores[i] for k, i in enumerate(rt) if k not in matched_r]
+    lone += [cand.segments.scores[j] for k, j in enumerate(ct) if k not in matched_c]
     return len(lone), sum(int(score < score_threshold + margin) for score in lone)
 
 
@@ -220,17 +217,14 @@ def compare_backends(
             pq[name].add(sample.id_map, sample.segments, result.id_map, predicted)
             results[name] = result
         ref, cand = results["reference"], results["candidate"]
-        match = rt, ct, pairs = _match(ref, cand)  # once per image: both counts use it
-        things += max(rt.size, ct.size)
-        agreeing += _agreeing(ref, cand, match, box_iou)
-        mask_ious += [iou for _, _, iou in pairs]
-        lone = _lone_scores(ref, cand, match)
-        one_sided += len(lone)
-        near_threshold += sum(int(s < settings.score_threshold + NEAR_THRESHOLD) for s in lone)
-        same_pixels += int(
-            np.count_nonzero(results["reference"].semantic == results["candidate"].semantic)
-        )
-        total_pixels += results["reference"].semantic.size
+        match = _match(ref, cand)  # once per image: both counts use it
+        n, a, ious = compare_frames(ref, cand, box_iou, match=match)
+        things, agreeing = things + n, agreeing + a
+        mask_ious += ious
+        lone, near = one_sided_things(ref, cand, settings.score_threshold, match=match)
+        one_sided, near_threshold = one_sided + lone, near_threshold + near
+        same_pixels += int(np.count_nonzero(ref.semantic == cand.semantic))
+        total_pixels += ref.semantic.size
     return BackendAgreement(
         box_agreement=agreeing / things if things else 1.0,
         mask_iou=float(np.mean(mask_ious)) if mask_ious else (1.0 if not things else 0.0),
