@@ -18,14 +18,7 @@ import time
 import torch
 
 from segmentation_ros.models import available_models, build_model, num_priors
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 320x320, got {text!r}") from None
-    return h, w
+from segmentation_ros.tools.args import input_size
 
 
 def bench(name: str, size: tuple[int, int] | None, iters: int, warmup: int) -> str:
@@ -51,7 +44,7 @@ def bench(name: str, size: tuple[int, int] | None, iters: int, warmup: int) -> s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="*", default=list(available_models()))
-    parser.add_argument("--sizes", nargs="*", type=_size, default=[None])
+    parser.add_argument("--sizes", nargs="*", type=input_size, default=[None])
     parser.add_argument("--iters", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)

@@ -34,14 +34,7 @@ from segmentation_ros.postprocess import (
     postprocess_yolact,
     reference_id_image,
 )
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 480x640, got {text!r}") from None
-    return h, w
+from segmentation_ros.tools.args import input_size
 
 
 def synthetic_outputs(
@@ -116,7 +109,9 @@ def _ms(values: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["yolact_resnet50", "yolact_mobilenetv3"])
-    parser.add_argument("--image", type=_size, default=(480, 640), help="HxW (default 480x640)")
+    parser.add_argument(
+        "--image", type=input_size, default=(480, 640), help="HxW (default 480x640)"
+    )
     parser.add_argument("--objects", type=int, default=400, help="confident anchors")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=2)

@@ -22,16 +22,9 @@ import time
 import torch
 
 from segmentation_ros.data.datasets import SyntheticSceneDataset
+from segmentation_ros.tools.args import input_size
 from segmentation_ros.train.models import build_training_model
 from segmentation_ros.train.trainer import TrainConfig, Trainer
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must be HxW, e.g. 240x320, got {text!r}") from None
-    return h, w
 
 
 def bench(args: argparse.Namespace, precision: str) -> str:
@@ -80,7 +73,7 @@ def bench(args: argparse.Namespace, precision: str) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="panoptic_yolact_mobilenetv3")
-    p.add_argument("--input-size", type=_size, default=(240, 320))
+    p.add_argument("--input-size", type=input_size, default=(240, 320))
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=5, help="timed steps")
     p.add_argument("--warmup", type=int, default=1, help="untimed first steps")
