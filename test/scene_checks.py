@@ -17,27 +17,41 @@ class SceneFindings:
     drivable_ious: list  # per scene, IoU of the drivable mask with the truth
 
 
+def _large_segments(scene, result, *, min_area: int, keep):
+    """(truth index, predicted index or None) for each truth segment of at least `min_area`
+    pixels whose category `keep` accepts: the first predicted segment of the same class that
+    overlaps it at mask IoU > 0.5."""
+    truth = scene.segments
+    for i, (sid, category, area) in enumerate(zip(truth.ids, truth.category_ids, truth.areas)):
+        if not keep(category) or area < min_area:
+            continue
+        mask = scene.id_map == sid
+        found = None
+        for j, (pid, pclass) in enumerate(zip(result.segments.ids, result.segments.class_ids)):
+            pred = result.id_map == pid
+            if pclass == category and (mask & pred).sum() / (mask | pred).sum() > 0.5:
+                found = j
+                break
+        yield i, found
+
+
 def find_on_scenes(pipeline, seeds, *, min_area: int, things: bool) -> SceneFindings:
     """Run `pipeline` on the scenes of `seeds` (640 x 480); count the truth's segments of at
     least `min_area` pixels, things (`things=True`) or stuff, that a predicted segment of the
     same class overlaps at mask IoU > 0.5; and the drivable mask's IoU per scene."""
     found = total = 0
-    drivable_ious = []
     drivable_ids = [STUFF_NAMES.index(n) for n in DRIVABLE_NAMES]
+    drivable_ious = []
+
+    def keep(category):
+        return (category >= len(STUFF_NAMES)) == things
+
     for seed in seeds:
         scene = generate_scene(seed)
         result = pipeline.process(scene.image, OutputRequest(drivable_mask=True), FrameSettings())
-        segments = scene.segments
-        for sid, category, area in zip(segments.ids, segments.category_ids, segments.areas):
-            if (category >= len(STUFF_NAMES)) != things or area < min_area:
-                continue
+        for _, match in _large_segments(scene, result, min_area=min_area, keep=keep):
             total += 1
-            truth = scene.id_map == sid
-            for pid, pclass in zip(result.segments.ids, result.segments.class_ids):
-                pred = result.id_map == pid
-                if pclass == category and (truth & pred).sum() / (truth | pred).sum() > 0.5:
-                    found += 1
-                    break
+            found += match is not None
         truth = np.isin(scene.semantic_map(), drivable_ids)
         union = max((truth | result.drivable).sum(), 1)
         drivable_ious.append((truth & result.drivable).sum() / union)
@@ -61,20 +75,12 @@ def keypoints_on_scenes(pipeline, seeds, *, min_area: int, radius: float) -> Key
         scene = generate_scene(seed)
         result = pipeline.process(scene.image, OutputRequest(), FrameSettings())
         truth = scene.segments
-        for i, (sid, category, area) in enumerate(zip(truth.ids, truth.category_ids, truth.areas)):
-            if category != person or area < min_area:
+        for i, j in _large_segments(scene, result, min_area=min_area, keep=lambda c: c == person):
+            if j is None:
                 continue
-            mask = scene.id_map == sid
-            for j, (pid, pclass) in enumerate(zip(result.segments.ids, result.segments.class_ids)):
-                pred = result.id_map == pid
-                if pclass == person and (mask & pred).sum() / (mask | pred).sum() > 0.5:
-                    people += 1
-                    shown = truth.keypoints[i, :, 2] > 0
-                    height = truth.bboxes[i][3]
-                    error = np.hypot(
-                        *(result.segments.keypoints[j, :, :2] - truth.keypoints[i, :, :2]).T
-                    )
-                    visible += int(shown.sum())
-                    placed += int((shown & (error < radius * height)).sum())
-                    break
+            people += 1
+            shown = truth.keypoints[i, :, 2] > 0
+            error = np.hypot(*(result.segments.keypoints[j, :, :2] - truth.keypoints[i, :, :2]).T)
+            visible += int(shown.sum())
+            placed += int((shown & (error < radius * truth.bboxes[i][3])).sum())
     return KeypointFindings(placed, visible, people)
