@@ -3,6 +3,7 @@ velocity arrows on `markers` (`segmentation_ros.tracking` underneath).
 
 Parameters (declared here, read on configure): `tracking_enabled`, `tracking_high_score`,
 `tracking_new_track_score`, `tracking_match_iou`, `tracking_max_age` (s), `tracking_min_hits`,
+`tracking_contact_inset_px` (`tracking.MotionParams.contact_inset_px`),
 `tracking_reassociate` (carry a lost track's id to a new track its ground filter predicts:
 `tracking.reassociate`; needs odometry and the camera model).
 The robot's pose at each image's stamp comes from the node's one odometry subscription
@@ -45,6 +46,11 @@ PARAMETERS = {
     ),
     "tracking_max_age": (1.0, "seconds a track survives without detections", (0.0, 60.0)),
     "tracking_min_hits": (2, "matched frames before a track gets an id", (1, 100)),
+    "tracking_contact_inset_px": (
+        MotionParams.contact_inset_px,
+        "pixels above a box's bottom edge where the object touches the ground",
+        (-5.0, 5.0),
+    ),
     "tracking_reassociate": (
         True,
         "a new track takes the id of a lost one whose ground filter gates it (occlusions)",
@@ -92,7 +98,12 @@ class TrackingGlue:
             min_hits=int(value["tracking_min_hits"]),
         )
         self.tracker = ObjectTracker(params)
-        self.motion = GroundMotion(MotionParams(max_age_s=params.max_age_s))
+        self.motion = GroundMotion(
+            MotionParams(
+                max_age_s=params.max_age_s,
+                contact_inset_px=float(value["tracking_contact_inset_px"]),
+            )
+        )
         self.carry = None
         if value["tracking_reassociate"]:
             self.carry = TrackReassociation(ReassociationParams(max_age_s=params.max_age_s))
@@ -127,7 +138,8 @@ class TrackingGlue:
         if camera is not None and pose is not None and len(things):
             from segmentation_ros.drivable.ground import ground_contacts
 
-            xy, _ = ground_contacts(camera, mount, rois, image_size)
+            inset = self.motion.params.contact_inset_px
+            xy, _ = ground_contacts(camera, mount, rois, image_size, inset)
             xy[cut_by_border(boxes, image_size)] = np.nan  # continues outside the image
         if self.carry is not None:
             ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes)

@@ -45,6 +45,11 @@ class MotionParams:
     meas_std_per_m2: 1/m.
     max_age_s:    a filter without measurements is dropped after this long (s).
     max_range:    contacts farther than this (m) from the robot are not used.
+    contact_inset_px: where the ground contact lies above a box's bottom edge, pixels
+                  (`drivable.ground.ground_contacts`' inset_px): 1.0, calibrated on the
+                  validation sequences (seeds 931000..931002) for the synthetic world's labels,
+                  which reach past an object's outline; a real camera's is calibrated the same
+                  way (`segmentation-ros-eval tracking --contact-inset-px`, README).
     """
 
     accel_std: float = 1.5
@@ -52,12 +57,16 @@ class MotionParams:
     meas_std_per_m2: float = 0.006
     max_age_s: float = 1.0
     max_range: float = 40.0
+    contact_inset_px: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("accel_std", "meas_std", "max_range"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be > 0, got {v!r}")
+        inset = self.contact_inset_px
+        if not (isinstance(inset, int | float) and math.isfinite(inset)):
+            raise ValueError(f"contact_inset_px must be finite, got {inset!r}")
         for name in ("meas_std_per_m2", "max_age_s"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):

@@ -135,9 +135,8 @@ def evaluate_sequence(
             boxes, scores, classes = detector(seq.image(k))
         t1 = time.perf_counter()
         ids = tracker.update(boxes, scores, classes, f["stamp"])
-        xy, _ = ground_contacts(
-            camera, mount, np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], size
-        )
+        rois = np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]
+        xy, _ = ground_contacts(camera, mount, rois, size, motion.params.contact_inset_px)
         xy[cut_by_border(boxes, size)] = np.nan  # the object continues outside the image
         if carry is not None:
             ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion, boxes)
@@ -273,6 +272,12 @@ def add_arguments(p) -> None:
     p.add_argument("--min-area", type=int, default=100, help="smaller ground truth is ignored")
     p.add_argument("--max-range", type=float, default=10.0, help="velocity error range, m")
     p.add_argument(
+        "--contact-inset-px",
+        type=float,
+        default=MotionParams.contact_inset_px,
+        help="ground contact above a box's bottom edge, px",
+    )
+    p.add_argument(
         "--no-reassociation", action="store_true", help="ByteTrack alone (no ids carried)"
     )
 
@@ -305,7 +310,9 @@ def run(args) -> int:
                 seq,
                 detector,
                 tracker_params=params,
-                motion_params=MotionParams(max_age_s=args.max_age),
+                motion_params=MotionParams(
+                    max_age_s=args.max_age, contact_inset_px=args.contact_inset_px
+                ),
                 min_area=args.min_area,
                 max_range=args.max_range,
                 reassociation=None
