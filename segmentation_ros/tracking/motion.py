@@ -43,6 +43,7 @@ class MotionParams:
                   meas_std + meas_std_per_m2 * r^2 (a fixed pixel error on the ground contact
                   covers ~r^2 / (f h) metres).
     meas_std_per_m2: 1/m.
+    init_speed_std: standard deviation of a new track's speed, m/s (it starts at 0 m/s).
     max_age_s:    a filter without measurements is dropped after this long (s).
     max_range:    contacts farther than this (m) from the robot are not used.
     contact_inset_px: where the ground contact lies above a box's bottom edge, pixels
@@ -55,12 +56,13 @@ class MotionParams:
     accel_std: float = 1.5
     meas_std: float = 0.15
     meas_std_per_m2: float = 0.006
+    init_speed_std: float = 4.0
     max_age_s: float = 1.0
     max_range: float = 40.0
     contact_inset_px: float = 1.0
 
     def __post_init__(self) -> None:
-        for name in ("accel_std", "meas_std", "max_range"):
+        for name in ("accel_std", "meas_std", "max_range", "init_speed_std"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be > 0, got {v!r}")
@@ -103,7 +105,8 @@ class _Track:
         kf = KalmanFilter(dim_x=4, dim_z=2)  # state (x, y, vx, vy), measured (x, y)
         kf.H = np.array([[1.0, 0, 0, 0], [0, 1.0, 0, 0]])
         kf.x = np.array([xy[0], xy[1], 0.0, 0.0])
-        kf.P = np.diag([r_std**2, r_std**2, 4.0**2, 4.0**2])  # unknown speed: a few m/s
+        v2 = p.init_speed_std**2
+        kf.P = np.diag([r_std**2, r_std**2, v2, v2])
         self.kf, self.stamp, self.updates, self.params = kf, stamp, 1, p
 
     def step(self, xy: np.ndarray, r_std: float, stamp: float) -> None:
