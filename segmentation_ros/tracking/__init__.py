@@ -2,6 +2,7 @@
 `trackers` and `filterpy` libraries; never rclpy or the pipeline)."""
 
 from segmentation_ros.tracking.motion import (
+    LABEL_CONTACT_INSET_PX,
     GroundMotion,
     MotionParams,
     MotionResult,
@@ -12,6 +13,7 @@ from segmentation_ros.tracking.reassociate import ReassociationParams, TrackReas
 from segmentation_ros.tracking.tracker import ObjectTracker, TrackerParams
 
 __all__ = [
+    "LABEL_CONTACT_INSET_PX",
     "GroundMotion",
     "MotionParams",
     "MotionResult",

@@ -34,6 +34,11 @@ def cut_by_border(
     return (b[:, 0] <= margin) | (b[:, 2] >= w - margin) | (b[:, 3] >= h - margin)
 
 
+#: `MotionParams.contact_inset_px` for boxes of the synthetic world's exact labels (OpenCV fills
+#: every pixel within half a pixel of a polygon; wheels are strokes >= 1 px wide).
+LABEL_CONTACT_INSET_PX = 1.0
+
+
 @dataclass(frozen=True)
 class MotionParams:
     """Filter noise and life time.
@@ -47,10 +52,13 @@ class MotionParams:
     max_age_s:    a filter without measurements is dropped after this long (s).
     max_range:    contacts farther than this (m) from the robot are not used.
     contact_inset_px: where the ground contact lies above a box's bottom edge, pixels
-                  (`drivable.ground.ground_contacts`' inset_px): 1.0, calibrated on the
-                  validation sequences (seeds 931000..931002) for the synthetic world's labels,
-                  which reach past an object's outline; a real camera's is calibrated the same
-                  way (`segmentation-ros-eval tracking --contact-inset-px`, README).
+                  (`drivable.ground.ground_contacts`' inset_px); it depends on what draws the
+                  boxes. -1.5 for the default model, whose masks end above the contact (thin
+                  wheels and feet are lost at its mask resolution); LABEL_CONTACT_INSET_PX for
+                  the synthetic world's own labels, which reach past the outline. Both were
+                  chosen on the validation sequences (seeds 931000..931002) with
+                  `benchmarks/sweep_motion.py`, which is how another model or camera is
+                  calibrated.
     """
 
     accel_std: float = 1.5
@@ -59,7 +67,7 @@ class MotionParams:
     init_speed_std: float = 4.0
     max_age_s: float = 1.0
     max_range: float = 40.0
-    contact_inset_px: float = 1.0
+    contact_inset_px: float = -1.5
 
     def __post_init__(self) -> None:
         for name in ("accel_std", "meas_std", "max_range", "init_speed_std"):

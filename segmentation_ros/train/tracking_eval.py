@@ -26,6 +26,7 @@ from segmentation_ros.data.sequence_io import SequenceData
 from segmentation_ros.drivable.camera import CameraModel
 from segmentation_ros.drivable.ground import ground_contacts
 from segmentation_ros.tracking import (
+    LABEL_CONTACT_INSET_PX,
     GroundMotion,
     MotionParams,
     ObjectTracker,
@@ -274,8 +275,10 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--contact-inset-px",
         type=float,
-        default=MotionParams.contact_inset_px,
-        help="ground contact above a box's bottom edge, px",
+        default=None,
+        help="ground contact above a box's bottom edge, px (default: the model's, "
+        f"{MotionParams.contact_inset_px}; the labels' {LABEL_CONTACT_INSET_PX} with "
+        "--gt-detections)",
     )
     p.add_argument(
         "--no-reassociation", action="store_true", help="ByteTrack alone (no ids carried)"
@@ -289,6 +292,9 @@ def run(args) -> int:
     from segmentation_ros.data.sequence_io import find_sequences
 
     sequences = find_sequences(args.data)
+    inset = args.contact_inset_px
+    if inset is None:
+        inset = LABEL_CONTACT_INSET_PX if args.gt_detections else MotionParams.contact_inset_px
     detector = None
     if not args.gt_detections:
         from segmentation_ros.pipeline import SegmentationPipeline
@@ -310,9 +316,7 @@ def run(args) -> int:
                 seq,
                 detector,
                 tracker_params=params,
-                motion_params=MotionParams(
-                    max_age_s=args.max_age, contact_inset_px=args.contact_inset_px
-                ),
+                motion_params=MotionParams(max_age_s=args.max_age, contact_inset_px=inset),
                 min_area=args.min_area,
                 max_range=args.max_range,
                 reassociation=None

@@ -5,8 +5,8 @@ boxes (the world's own rasterisation) are the detections.
 The synthetic labels reach past an object's outline (OpenCV fills every pixel within half a
 pixel of a polygon; wheels are strokes >= 1 px), so a box's bottom edge lies below the ground
 contact. The error in metres grows with range squared and shrinks as the van approaches, which
-reads as a slower van. `MotionParams.contact_inset_px` (1 px, calibrated on the validation
-sequences) removes it."""
+reads as a slower van. `LABEL_CONTACT_INSET_PX` (1 px, chosen on the validation sequences)
+removes it."""
 
 import numpy as np
 import pytest
@@ -15,7 +15,12 @@ from occlusion_scene import OCCLUDER, passing_world
 from segmentation_ros.data.sequence_render import render_frame
 from segmentation_ros.drivable.camera import CameraModel
 from segmentation_ros.drivable.ground import ground_contacts
-from segmentation_ros.tracking import GroundMotion, MotionParams, cut_by_border
+from segmentation_ros.tracking import (
+    LABEL_CONTACT_INSET_PX,
+    GroundMotion,
+    MotionParams,
+    cut_by_border,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +54,7 @@ def _van_velocity(world, frames, params: MotionParams):
 
 def test_the_calibrated_inset_gives_the_oncoming_vans_speed(passing):
     world, frames = passing
-    est, truth = _van_velocity(world, frames, MotionParams())
+    est, truth = _van_velocity(world, frames, MotionParams(contact_inset_px=LABEL_CONTACT_INSET_PX))
     assert truth[0] < -7.0  # the world's van: 8 m/s towards the camera
     assert np.hypot(*(est - truth)) < 0.25, (est, truth)
 
