@@ -17,7 +17,7 @@ import numpy as np
 
 from segmentation_ros.data.sequence_io import find_sequences
 from segmentation_ros.tracking import MotionParams, TrackerParams
-from segmentation_ros.train.tracking_eval import _Detector, combine, evaluate_sequence
+from segmentation_ros.train.tracking_eval import PipelineDetector, combine, evaluate_sequence
 
 
 class _Cached:
@@ -60,7 +60,7 @@ def main() -> None:
         from segmentation_ros.pipeline import SegmentationPipeline
 
         pipeline = SegmentationPipeline.from_checkpoint(args.checkpoint, backend="torch")
-        detector = _Cached(_Detector(pipeline, args.score_threshold))
+        detector = _Cached(PipelineDetector(pipeline, args.score_threshold))
     names = [n for n, _ in args.grid]
     print(" ".join(f"{n:>16}" for n in names), "  HOTA  v med  v p90    n")
     for values in itertools.product(*(v for _, v in args.grid)):

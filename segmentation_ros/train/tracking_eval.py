@@ -81,7 +81,7 @@ def _camera(seq: SequenceData) -> tuple[CameraModel, np.ndarray]:
     return model, np.asarray(cam["camera_to_base"], np.float64)
 
 
-class _Detector:
+class PipelineDetector:
     """The pipeline's thing detections of one image: (boxes [N, 4] xyxy, scores, class ids)."""
 
     def __init__(self, pipeline, score_threshold: float) -> None:
@@ -300,7 +300,7 @@ def run(args) -> int:
         from segmentation_ros.pipeline import SegmentationPipeline
 
         pipeline = SegmentationPipeline.from_checkpoint(args.checkpoint, backend=args.backend)
-        detector = _Detector(pipeline, args.score_threshold)
+        detector = PipelineDetector(pipeline, args.score_threshold)
     reports = []
     for seq in sequences:
         params = TrackerParams(
