@@ -44,7 +44,11 @@ PARAMETERS = {
         "minimum IoU of a track's predicted box and a detection",
         (0.0, 1.0),
     ),
-    "tracking_max_age": (1.0, "seconds a track survives without detections", (0.0, 60.0)),
+    "tracking_max_age": (
+        TrackerParams.max_age_s,
+        "seconds a track survives without detections",
+        (0.0, 60.0),
+    ),
     "tracking_min_hits": (2, "matched frames before a track gets an id", (1, 100)),
     "tracking_contact_inset_px": (
         MotionParams.contact_inset_px,
@@ -134,15 +138,16 @@ class TrackingGlue:
         ids = self.tracker.update(boxes, scores, classes, stamp)
         pose, frame = self._pose_at(msg.header.stamp)
         est = None
-        xy = np.full((len(things), 2), np.nan)
+        xy = gate = np.full((len(things), 2), np.nan)
         if camera is not None and pose is not None and len(things):
             from segmentation_ros.drivable.ground import ground_contacts
 
             inset = self.motion.params.contact_inset_px
             xy, _ = ground_contacts(camera, mount, rois, image_size, inset)
+            gate = np.where(cut_by_border(boxes, image_size, sides=False)[:, None], np.nan, xy)
             xy[cut_by_border(boxes, image_size)] = np.nan  # continues outside the image
         if self.carry is not None:
-            ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes)
+            ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes, gate)
         if camera is not None and pose is not None and len(things):
             est = self.motion.update(ids, xy, pose, stamp)
         for k, (obj, tid) in enumerate(zip(things, ids)):

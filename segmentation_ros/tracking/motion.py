@@ -24,14 +24,17 @@ def base_to_odom(pose: tuple[float, float, float], xy: np.ndarray) -> np.ndarray
 
 
 def cut_by_border(
-    boxes: np.ndarray, image_size: tuple[int, int], margin: float = 2.0
+    boxes: np.ndarray, image_size: tuple[int, int], margin: float = 2.0, sides: bool = True
 ) -> np.ndarray:
-    """[N] bool: boxes [N, 4] (x1, y1, x2, y2) pixels within `margin` of the left, right or
-    bottom border of an image of `image_size` (H, W). Their bottom edge is not where the object
-    touches the ground (the object continues outside the image): give such a contact NaN."""
+    """[N] bool: boxes [N, 4] (x1, y1, x2, y2) pixels within `margin` of the bottom border of an
+    image of `image_size` (H, W), or (`sides`) of its left or right border. The object continues
+    outside the image, so the bottom edge's middle is not where it touches the ground: give such
+    a contact NaN. A box cut only at a side keeps its lowest row, so its contact's range holds
+    and only its lateral position is off: good enough to gate a re-association (sides=False)."""
     b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     h, w = image_size
-    return (b[:, 0] <= margin) | (b[:, 2] >= w - margin) | (b[:, 3] >= h - margin)
+    cut = b[:, 3] >= h - margin
+    return cut | (b[:, 0] <= margin) | (b[:, 2] >= w - margin) if sides else cut
 
 
 #: `MotionParams.contact_inset_px` for boxes of the synthetic world's exact labels (OpenCV fills

@@ -78,7 +78,9 @@ class TrackReassociation:
       stamp:     seconds;
       motion:    the GroundMotion whose filters are keyed by the ids this returns; call
                  `motion.update` with them after this;
-      boxes:     [N, 4] float (x1, y1, x2, y2) pixels, or None (no track is held).
+      boxes:     [N, 4] float (x1, y1, x2, y2) pixels, or None (no track is held);
+      gate_xy:   [N, 2] contacts to gate new tracks with, where they differ from ground_xy (a
+                 box cut at the image's side: `cut_by_border(sides=False)`); None: ground_xy.
     Returns [N] int64 published ids: >= 1, unique within a frame, 0 where raw_ids is 0 or the
     track is held (see the module docstring).
     """
@@ -103,12 +105,21 @@ class TrackReassociation:
         return pid
 
     def update(
-        self, raw_ids, class_ids, ground_xy, pose, stamp: float, motion: GroundMotion, boxes=None
+        self,
+        raw_ids,
+        class_ids,
+        ground_xy,
+        pose,
+        stamp: float,
+        motion: GroundMotion,
+        boxes=None,
+        gate_xy=None,
     ) -> np.ndarray:
         raw = np.asarray(raw_ids, dtype=np.int64).reshape(-1)
         cls = np.asarray(class_ids, dtype=np.int64).reshape(-1)
         xy = np.asarray(ground_xy, dtype=np.float64).reshape(-1, 2)
-        if not len(raw) == len(cls) == len(xy):
+        gate = xy if gate_xy is None else np.asarray(gate_xy, dtype=np.float64).reshape(-1, 2)
+        if not len(raw) == len(cls) == len(xy) == len(gate):
             raise ValueError(f"raw_ids [{len(raw)}], class_ids [{len(cls)}], ground_xy differ")
         out = np.zeros(len(raw), np.int64)
         new = []
@@ -126,7 +137,7 @@ class TrackReassociation:
             behind = np.zeros(len(raw), bool) if boxes is None else behind_other(boxes)
             if len(behind) != len(raw):
                 raise ValueError(f"boxes [{len(behind)}, 4] and raw_ids [{len(raw)}] differ")
-            self._carry(new, out, raw, cls, xy, pose, stamp, motion, behind)
+            self._carry(new, out, raw, cls, gate, pose, stamp, motion, behind)
         for i in np.flatnonzero(out):
             self._seen[int(out[i])] = (stamp, int(cls[i]), bool(np.isfinite(xy[i]).all()))
         for pid in [p for p, v in self._seen.items() if stamp - v[0] > self.params.max_age_s]:

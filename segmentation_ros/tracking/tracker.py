@@ -27,7 +27,9 @@ class TrackerParams:
     new_track_score: minimum score of a detection that starts a new track.
     match_iou:      minimum IoU between a track's predicted box and a detection to match.
     max_age_s:      a track without detections is kept this long (seconds of stamps), so it
-                    survives dropped frames and short occlusions.
+                    survives dropped frames and short occlusions (2 s: on the validation
+                    sequences 931000..931002 with the default model, 1 -> 2 s gave HOTA 33.2 ->
+                    33.7, IDF1 41.6 -> 42.6, ID switches 31 -> 28).
     min_hits:       consecutive matched frames before a track gets an id.
     frame_rate:     nominal input rate (Hz): the motion model's step for the first frame.
     """
@@ -35,7 +37,7 @@ class TrackerParams:
     high_score: float = 0.5
     new_track_score: float = 0.5
     match_iou: float = 0.2
-    max_age_s: float = 1.0
+    max_age_s: float = 2.0
     min_hits: int = 2
     frame_rate: float = 10.0
 

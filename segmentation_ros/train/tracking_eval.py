@@ -138,9 +138,10 @@ def evaluate_sequence(
         ids = tracker.update(boxes, scores, classes, f["stamp"])
         rois = np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]
         xy, _ = ground_contacts(camera, mount, rois, size, motion.params.contact_inset_px)
+        gate = np.where(cut_by_border(boxes, size, sides=False)[:, None], np.nan, xy)
         xy[cut_by_border(boxes, size)] = np.nan  # the object continues outside the image
         if carry is not None:
-            ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion, boxes)
+            ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion, boxes, gate)
         est = motion.update(ids, xy, f["pose"], f["stamp"])
         trk_ms += (time.perf_counter() - t1) * 1e3
         det_ms += (t1 - t0) * 1e3

@@ -2,8 +2,7 @@
 oncoming van passes through the line of sight to a parked car) played with odometry into the
 node (default model, config/default.yaml). The occlusion is read from the world's exact
 annotations (the parked car's visible area); which object is which comes from the world's agent
-ids (truth boxes), never from the node. With the stage-4 default model the id is not kept yet
-(strict xfail below, issue #16); the car is tracked over DDS on both sides."""
+ids (truth boxes), never from the node."""
 
 import numpy as np
 import pytest
@@ -26,7 +25,7 @@ def world():
 
 @pytest.fixture(scope="module")
 def occlusion_node(tmp_path_factory, ros_env, world):
-    process = start_tracking_node(tmp_path_factory, ros_env, world, NAME)
+    process = start_tracking_node(tmp_path_factory, ros_env, world, NAME, max_age_s=None)
     yield process
     process.stop()
 
@@ -76,13 +75,20 @@ def test_the_parked_car_is_tracked_on_both_sides_of_the_occlusion(tracked):
     assert np.mean(np.array(before) == before[-1]) >= 0.8, ids
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #16: the stage-4 default model scores the parked car 0.14-0.35 for ~1 s after "
-    "the van clears it (stage 3: 0.52-0.80), so its lost track's filter expires (1 s) and it is "
-    "found again only on the image border, where a box gives no ground contact to re-associate",
-)
 def test_a_track_keeps_its_id_through_an_occlusion(tracked):
+    # With the node's defaults. The default model scores the parked car 0.14-0.35 for ~1 s after
+    # the van clears it and finds it again at the image's side, so this needs the 2 s life of a
+    # lost track and a side-cut box's contact to gate it (`cut_by_border(sides=False)`).
     _, before, after, ids = tracked
     assert before[-1] == after[0], ids  # the same id on both sides of the occlusion
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue #16: leaving through the image's side after a 2-frame detection gap, the car's "
+    "cut box no longer overlaps its track's prediction, and its ground filter, without a contact "
+    "since the occlusion (side-cut boxes do not update it), has expired: a new id",
+)
+def test_it_keeps_that_id_until_it_leaves_the_view(tracked):
+    _, _, after, ids = tracked
     assert len(set(after)) == 1, ids

@@ -43,8 +43,11 @@ def tracking_node(tmp_path_factory, ros_env, world):
     process.stop()
 
 
-def start_tracking_node(tmp_path_factory, ros_env, world, name: str) -> NodeProcess:
-    """The default model's node with tracking, mounted as the world's camera."""
+def start_tracking_node(
+    tmp_path_factory, ros_env, world, name: str, max_age_s: float | None = 1.0
+) -> NodeProcess:
+    """The default model's node with tracking, mounted as the world's camera; max_age_s: its
+    `tracking_max_age` (None: the node's default)."""
     cam = world.camera
     args = [
         "bin/segmentation_node", "--ros-args", "-r", f"__node:={name}",
@@ -53,8 +56,9 @@ def start_tracking_node(tmp_path_factory, ros_env, world, name: str) -> NodeProc
         "-p", "input_reliability:=reliable", "-p", "max_image_age_ms:=0.0",
         "-p", "publish_overlay:=false", "-p", "publish_markers:=true",
         "-p", f"camera_height:={cam.camera_height}", "-p", f"camera_pitch:={cam.pitch}",
-        "-p", "tracking_max_age:=1.0",
     ]  # fmt: skip
+    if max_age_s is not None:
+        args += ["-p", f"tracking_max_age:={max_age_s}"]
     return NodeProcess(args, env=ros_env, log_dir=tmp_path_factory.mktemp("log"), name=name)
 
 
