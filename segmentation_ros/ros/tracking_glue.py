@@ -25,7 +25,7 @@ from segmentation_ros.tracking import (
     ReassociationParams,
     TrackerParams,
     TrackReassociation,
-    cut_by_border,
+    box_contacts,
 )
 
 ARROW_SECONDS = 1.0  # an arrow shows where the object will be in this time
@@ -140,12 +140,8 @@ class TrackingGlue:
         est = None
         xy = gate = np.full((len(things), 2), np.nan)
         if camera is not None and pose is not None and len(things):
-            from segmentation_ros.drivable.ground import ground_contacts
-
             inset = self.motion.params.contact_inset_px
-            xy, _ = ground_contacts(camera, mount, rois, image_size, inset)
-            gate = np.where(cut_by_border(boxes, image_size, sides=False)[:, None], np.nan, xy)
-            xy[cut_by_border(boxes, image_size)] = np.nan  # continues outside the image
+            xy, gate = box_contacts(camera, mount, boxes, image_size, inset)
         if self.carry is not None:
             ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes, gate)
         if camera is not None and pose is not None and len(things):

@@ -7,6 +7,7 @@ from segmentation_ros.tracking.motion import (
     MotionParams,
     MotionResult,
     base_to_odom,
+    box_contacts,
     cut_by_border,
 )
 from segmentation_ros.tracking.reassociate import ReassociationParams, TrackReassociation
@@ -22,5 +23,6 @@ __all__ = [
     "TrackReassociation",
     "TrackerParams",
     "base_to_odom",
+    "box_contacts",
     "cut_by_border",
 ]

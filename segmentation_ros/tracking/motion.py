@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from segmentation_ros.drivable.ground import ground_contacts
+
 
 def base_to_odom(pose: tuple[float, float, float], xy: np.ndarray) -> np.ndarray:
     """[N, 2] base_link ground points -> [N, 2] odom points for the base_link pose (x, y, yaw)."""
@@ -35,6 +37,21 @@ def cut_by_border(
     h, w = image_size
     cut = b[:, 3] >= h - margin
     return cut | (b[:, 0] <= margin) | (b[:, 2] >= w - margin) if sides else cut
+
+
+def box_contacts(
+    camera, mount, boxes: np.ndarray, image_size: tuple[int, int], inset_px: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Ground contacts in base_link [N, 2] (m) of boxes [N, 4] (x1, y1, x2, y2) pixels of an
+    image of `image_size` (H, W), raised by `inset_px` (`ground_contacts`): (for the filters:
+    NaN where a box is cut by any border; for gating re-associations: NaN only where it is cut
+    at the bottom, see `cut_by_border`)."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    xy, _ = ground_contacts(camera, mount, np.c_[b[:, :2], b[:, 2:] - b[:, :2]], image_size,
+                            inset_px)  # fmt: skip
+    gate = np.where(cut_by_border(b, image_size, sides=False)[:, None], np.nan, xy)
+    xy[cut_by_border(b, image_size)] = np.nan  # the object continues outside the image
+    return xy, gate
 
 
 #: `MotionParams.contact_inset_px` for boxes of the synthetic world's exact labels (OpenCV fills

@@ -2,7 +2,7 @@
 
 Per frame: detections (the pipeline's things, or the ground truth's boxes with `gt_detections`)
 -> `tracking.ObjectTracker` -> track ids; ground contacts of their boxes
-(`drivable.ground.ground_contacts`, base_link) + the sequence's odometry ->
+(`tracking.box_contacts`, base_link) + the sequence's odometry ->
 `tracking.GroundMotion` -> ground velocity in odom.
 
 Metrics: HOTA, MOTA, IDF1 and ID switches from `trackeval` (TrackEval's HOTA / CLEAR /
@@ -24,7 +24,6 @@ import numpy as np
 
 from segmentation_ros.data.sequence_io import SequenceData
 from segmentation_ros.drivable.camera import CameraModel
-from segmentation_ros.drivable.ground import ground_contacts
 from segmentation_ros.tracking import (
     LABEL_CONTACT_INSET_PX,
     GroundMotion,
@@ -33,7 +32,7 @@ from segmentation_ros.tracking import (
     ReassociationParams,
     TrackerParams,
     TrackReassociation,
-    cut_by_border,
+    box_contacts,
 )
 
 _CARRY = ReassociationParams()
@@ -136,10 +135,7 @@ def evaluate_sequence(
             boxes, scores, classes = detector(seq.image(k))
         t1 = time.perf_counter()
         ids = tracker.update(boxes, scores, classes, f["stamp"])
-        rois = np.c_[boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]
-        xy, _ = ground_contacts(camera, mount, rois, size, motion.params.contact_inset_px)
-        gate = np.where(cut_by_border(boxes, size, sides=False)[:, None], np.nan, xy)
-        xy[cut_by_border(boxes, size)] = np.nan  # the object continues outside the image
+        xy, gate = box_contacts(camera, mount, boxes, size, motion.params.contact_inset_px)
         if carry is not None:
             ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion, boxes, gate)
         est = motion.update(ids, xy, f["pose"], f["stamp"])
