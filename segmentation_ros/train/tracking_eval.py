@@ -11,7 +11,8 @@ segments with at least `min_area` visible pixels; tracker boxes that overlap a s
 ground-truth segment by IoU >= 0.5 are removed before scoring, as MOTChallenge does with its
 distractors. Velocity error: |v_est - v_true| (m/s, odom) of tracked boxes matched one-to-one to
 a ground-truth box (IoU >= 0.5) of an agent within `max_range` m of the camera whose filter has
-at least `min_updates` measurements; median and 90th percentile over all such matches.
+at least `min_updates` measurements; median and 90th percentile over all such matches, and per
+thing class (the class of the truth).
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ _CARRY = ReassociationParams()
 @dataclass
 class SequenceReport:
     """Results of one sequence: trackeval's fields (HOTA, MOTA, IDF1 in [0, 1], IDSW count),
-    the velocity errors (m/s) and the ms per frame spent by the detector and the tracker."""
+    the velocity errors (m/s) with the class name of each one's truth, and the ms per frame
+    spent by the detector and the tracker."""
 
     name: str
     kind: str
@@ -52,6 +54,7 @@ class SequenceReport:
     idsw: int
     gt_tracks: int
     velocity_errors: np.ndarray
+    velocity_classes: np.ndarray
     detector_ms: float
     tracker_ms: float
     raw: dict = field(default_factory=dict, repr=False)
@@ -119,7 +122,8 @@ def evaluate_sequence(
     carry = TrackReassociation(reassociation) if reassociation is not None else None
     camera, mount = _camera(seq)
     size = (seq.meta["height"], seq.meta["width"])
-    gt_ids, tr_ids, sims, errors = [], [], [], []
+    gt_ids, tr_ids, sims, errors, error_classes = [], [], [], [], []
+    names = {c["id"]: c["name"] for c in seq.meta["categories"]}
     det_ms = trk_ms = 0.0
     for k in range(len(seq)):
         f = seq.frame(k)
@@ -148,7 +152,9 @@ def evaluate_sequence(
         gt_ids.append(np.array([s["track_id"] for s in big], np.int64))
         tr_ids.append(ids[keep])
         sims.append(sim)
-        errors += _velocity_errors(big, sim, est, keep, f["pose"], max_range, min_updates)
+        for err, cat in _velocity_errors(big, sim, est, keep, f["pose"], max_range, min_updates):
+            errors.append(err)
+            error_classes.append(names.get(cat, str(cat)))
     data = _trackeval_data(gt_ids, tr_ids, sims)
     hota = HOTA().eval_sequence(data)
     clear = CLEAR({"THRESHOLD": 0.5, "PRINT_CONFIG": False}).eval_sequence(data)
@@ -164,13 +170,15 @@ def evaluate_sequence(
         idsw=int(clear["IDSW"]),
         gt_tracks=data["num_gt_ids"],
         velocity_errors=np.asarray(errors, np.float64),
+        velocity_classes=np.asarray(error_classes, dtype=object),
         detector_ms=det_ms / n,
         tracker_ms=trk_ms / n,
         raw={"HOTA": hota, "CLEAR": clear, "Identity": ident},
     )
 
 
-def _velocity_errors(big, sim, est, keep, pose, max_range, min_updates) -> list[float]:
+def _velocity_errors(big, sim, est, keep, pose, max_range, min_updates) -> list[tuple]:
+    """(|v_est - v_true| m/s, truth category id) of the qualifying matches of one frame."""
     from scipy.optimize import linear_sum_assignment
 
     if not sim.size:
@@ -186,7 +194,8 @@ def _velocity_errors(big, sim, est, keep, pose, max_range, min_updates) -> list[
         gx, gy = g["ground_xy"]
         if math.hypot(gx - pose[0], gy - pose[1]) > max_range:
             continue
-        out.append(float(np.hypot(*(est.velocity[d] - np.asarray(g["velocity"])))))
+        err = float(np.hypot(*(est.velocity[d] - np.asarray(g["velocity"]))))
+        out.append((err, int(g["category_id"])))
     return out
 
 
@@ -218,6 +227,15 @@ def combine(reports: list[SequenceReport]) -> dict:
     ):
         out[name] = metric.combine_sequences({r.name: r.raw[name] for r in reports})
     errs = np.concatenate([r.velocity_errors for r in reports]) if reports else np.zeros(0)
+    classes = np.concatenate([r.velocity_classes for r in reports]) if reports else errs
+    by_class = {
+        str(name): {
+            "median": float(np.median(errs[classes == name])),
+            "p90": float(np.percentile(errs[classes == name], 90)),
+            "n": int((classes == name).sum()),
+        }
+        for name in sorted(set(classes.tolist()))
+    }
     return {
         "hota": float(np.mean(out["HOTA"]["HOTA"])),
         "mota": float(out["CLEAR"]["MOTA"]),
@@ -226,6 +244,7 @@ def combine(reports: list[SequenceReport]) -> dict:
         "velocity_median": float(np.median(errs)) if len(errs) else math.nan,
         "velocity_p90": float(np.percentile(errs, 90)) if len(errs) else math.nan,
         "velocity_n": int(len(errs)),
+        "velocity_by_class": by_class,
     }
 
 
@@ -249,6 +268,11 @@ def format_table(reports: list[SequenceReport], total: dict) -> str:
         f"{sum(r.gt_tracks for r in reports):>6} {total['velocity_median']:6.2f} "
         f"{total['velocity_p90']:6.2f} {total['velocity_n']:>5}"
     )
+    per_class = ", ".join(
+        f"{name} {v['median']:.2f} / {v['p90']:.2f} (n {v['n']})"
+        for name, v in total["velocity_by_class"].items()
+    )
+    lines.append(f"velocity error median / p90 by class (m/s): {per_class or 'none'}")
     return "\n".join(lines)
 
 

@@ -74,6 +74,11 @@ def test_cli_with_ground_truth_detections(tmp_path, capsys):
     assert set(summary) >= {"hota", "mota", "idf1", "idsw", "velocity_median", "velocity_p90"}
     assert summary["hota"] >= 0.8, out
     assert "HOTA" in "\n".join(out)
+    # every velocity error is counted under the class of its truth (the walk has people)
+    by_class = summary["velocity_by_class"]
+    assert sum(v["n"] for v in by_class.values()) == summary["velocity_n"] > 0
+    assert set(by_class) <= {"person", "car", "bicycle", "traffic_cone", "box"}
+    assert "person" in by_class
 
 
 def test_cli_errors(tmp_path, capsys):
