@@ -210,6 +210,18 @@ class CocoPanopticDataset(Dataset):
     def __len__(self) -> int:
         return len(self.annotations)
 
+    def class_pixel_counts(self) -> np.ndarray:
+        """[S + T] float64 pixels of each of our classes over the data set, from the annotations'
+        segment areas (no image is read); categories left out count nowhere."""
+        counts = np.zeros(len(self.categories.names), np.float64)
+        for ann in self.annotations:
+            if not ann.segments_info:
+                continue
+            ours = self.categories.to_ours([s["category_id"] for s in ann.segments_info])
+            areas = np.array([float(s["area"]) for s in ann.segments_info])
+            np.add.at(counts, ours[ours >= 0], areas[ours >= 0])
+        return counts
+
     def image_path(self, image_entry: Mapping[str, Any]) -> Path:
         """Path of the image of a JSON `images` entry."""
         return self.image_dir / str(image_entry["file_name"])
@@ -392,6 +404,21 @@ DATA_SPECS = (
     "coco-panoptic:IMAGE_DIR,PANOPTIC_JSON,PANOPTIC_DIR",
     "cityscapes:ROOT[,SPLIT]",
 )
+
+
+def sqrt_median_frequency(pixel_counts: Sequence[float]) -> tuple[float, ...]:
+    """Class weights sqrt(median(f) / f_c), f_c a class's share of the pixels: median frequency
+    balancing (Eigen & Fergus, ICCV 2015), square-rooted to soften it; 1 for a class of no
+    pixels (the median is over the classes that have some)."""
+    counts = np.asarray(pixel_counts, np.float64)
+    present = counts > 0
+    if not present.any():
+        raise ValueError("no class has any pixels")
+    freq = counts / counts.sum()
+    median = float(np.median(freq[present]))
+    weights = np.ones_like(freq)
+    weights[present] = np.sqrt(median / freq[present])
+    return tuple(float(w) for w in weights)
 
 
 def open_dataset(spec: str, categories: CategoryMapping | None = None) -> Dataset:

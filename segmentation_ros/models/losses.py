@@ -9,7 +9,8 @@ Per batch, with N = the number of positive priors over the batch (at least 1):
 - mask (M):  per positive (at most masks_to_train per image, drawn at random; the image's sum
   is scaled by old / new count), the prototype masks sigmoid(P @ c) cropped to the matched
   ground-truth box (official crop, padding 1), binary cross-entropy against the ground-truth
-  mask bilinearly downsampled to the prototype size and binarised (> 0.5), summed over pixels
+  mask bilinearly downsampled to the prototype size and binarised (> 0.5) (or, `mask_target`
+  "area", its covered fraction per prototype pixel), summed over pixels
   and divided by the box area in prototype pixels (mask_proto_normalize_emulate_roi_pooling
   with mask_proto_crop); summed, x mask_alpha, / N.
 - mask IoU (I, YOLACT++ only): the mask-IoU head on the cropped mask probabilities of the
@@ -87,6 +88,9 @@ class LossWeights:
                 raise ValueError(f"loss weight {f.name} must be finite and >= 0, got {value}")
 
 
+MASK_TARGETS = ("binary", "area")
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Matching and loss settings (official defaults).
@@ -99,6 +103,17 @@ class LossConfig:
     mask_crop_padding: prototype pixels added around the ground-truth box when cropping.
     discard_mask_area: YOLACT++ mask-IoU loss: ground-truth masks of at most this many prototype
         pixels are left out (official 5 * 5).
+    mask_target: the mask loss's ground truth at the prototype size: "binary" (official:
+        bilinear, binarised > 0.5) or "area" (the fraction of each prototype pixel the object
+        covers, `mask_targets`). Bilinear 4x downsampling reads 2 of every 4 input rows and
+        columns, so a stroke 1-2 px wide (a bicycle frame) is in the target only where it
+        happens to cross them, and binarising drops every cell it covers less than half; the
+        area fraction is what a mask at the prototype grid, upsampled bilinearly and thresholded
+        at 0.5 as the postprocess does, can be judged against.
+    semantic_class_weights: per-class weights of the semantic cross-entropy's pixels, one per
+        semantic channel (stuff first); empty: unweighted (UPSNet). E.g. square-root median
+        frequency balancing (`data.class_weights`), so that a class of few pixels (bicycle
+        frames) is not left to its background.
     """
 
     pos_threshold: float = 0.5
@@ -108,6 +123,8 @@ class LossConfig:
     masks_to_train: int = 100
     mask_crop_padding: int = 1
     discard_mask_area: int = 25
+    mask_target: str = "binary"
+    semantic_class_weights: tuple[float, ...] = ()
     variances: tuple[float, float] = VARIANCES
     weights: LossWeights = field(default_factory=LossWeights)
 
@@ -119,6 +136,10 @@ class LossConfig:
             )
         if self.negpos_ratio < 0 or self.masks_to_train < 1 or self.mask_crop_padding < 0:
             raise ValueError("negpos_ratio >= 0, masks_to_train >= 1, mask_crop_padding >= 0")
+        if self.mask_target not in MASK_TARGETS:
+            raise ValueError(f"mask_target must be one of {MASK_TARGETS}, got {self.mask_target!r}")
+        if not all(math.isfinite(w) and w > 0 for w in self.semantic_class_weights):
+            raise ValueError(f"semantic_class_weights must be > 0: {self.semantic_class_weights}")
 
 
 @dataclass(frozen=True)
@@ -254,6 +275,16 @@ def class_loss(conf: Tensor, labels: Tensor, negpos_ratio: int = 3) -> Tensor:
     return F.cross_entropy(conf[keep], labels[keep], reduction="sum")
 
 
+def mask_targets(gt_masks: Tensor, size: tuple[int, int], kind: str = "binary") -> Tensor:
+    """[n, H, W] ground-truth masks -> [n, h, w] float targets at the prototype size `size`:
+    "binary" (official) bilinear (align_corners=False) then > 0.5; "area" the covered fraction
+    of each target pixel (area interpolation: exact averages when H, W are multiples of h, w)."""
+    masks = gt_masks[None].float()
+    if kind == "area":
+        return F.interpolate(masks, size, mode="area")[0]
+    return F.interpolate(masks, size, mode="bilinear", align_corners=False)[0].gt(0.5).float()
+
+
 def mask_loss(
     proto: Tensor,
     coef: Tensor,
@@ -261,6 +292,7 @@ def mask_loss(
     gt_boxes: Tensor,
     *,
     padding: int = 1,
+    target_kind: str = "binary",
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One image's mask loss of n positives, not yet weighted (official `lincomb_mask_loss` with
     crop, binarised ground truth and ROI-pooling normalisation).
@@ -269,24 +301,16 @@ def mask_loss(
     coef:     [n, k] the positives' coefficients.
     gt_masks: [n, H, W] bool / float ground-truth masks of the matched objects (input size).
     gt_boxes: [n, 4] relative (x1, y1, x2, y2) matched ground-truth boxes.
+    target_kind: `mask_targets`' kind ("binary" official, "area" soft coverage).
     Returns (sum over the n masks of BCE summed over the crop / box area in prototype pixels,
-    [n, Hp, Wp] cropped mask probabilities, [n, Hp, Wp] binarised downsampled ground truth).
+    [n, Hp, Wp] cropped mask probabilities, [n, Hp, Wp] downsampled ground truth).
     Pixels outside the crop have probability 0: a ground-truth pixel there costs 100 (PyTorch's
     log clamp), as in the official loss; inside, BCE is computed from the logits.
     """
     height, width, k = proto.shape
     n = coef.shape[0]
     with torch.no_grad():
-        target = (
-            F.interpolate(
-                gt_masks[None].to(proto.dtype),
-                (height, width),
-                mode="bilinear",
-                align_corners=False,
-            )[0]
-            .gt(0.5)
-            .to(proto.dtype)
-        )
+        target = mask_targets(gt_masks, (height, width), target_kind).to(proto.dtype)
         rows, cols = crop_windows(gt_boxes, height, width, padding)
         inside = (rows[:, :, None] & cols[:, None, :]).to(proto.dtype)
     logits = (coef @ proto.reshape(height * width, k).t()).view(n, height, width)
@@ -300,20 +324,26 @@ def mask_loss(
 
 
 def _mask_iou_targets(probs: Tensor, target: Tensor) -> Tensor:
-    """IoU [n] of binarised probabilities (> 0.5) with the binary targets, both [n, Hp, Wp]."""
+    """IoU [n] of binarised probabilities (> 0.5) with the targets binarised (> 0.5; binary
+    ones are unchanged), both [n, Hp, Wp]."""
     pred = probs.detach().gt(0.5).to(target.dtype)
+    target = target.gt(0.5).to(target.dtype)
     inter = (pred * target).sum(dim=(1, 2))
     union = pred.sum(dim=(1, 2)) + target.sum(dim=(1, 2)) - inter
     return inter / union
 
 
-def semantic_term(logits: Tensor, targets: Sequence[TrainTarget]) -> Tensor:
-    """Unweighted semantic cross-entropy: logits [B, S + T, h, w], targets' semantic maps
-    [H, W] (void 255 ignored; logits upsampled to H x W)."""
+def semantic_term(
+    logits: Tensor, targets: Sequence[TrainTarget], class_weights: Sequence[float] = ()
+) -> Tensor:
+    """Semantic cross-entropy, not yet weighted by `LossWeights.semantic`: logits [B, S + T, h,
+    w], targets' semantic maps [H, W] (void 255 ignored; logits upsampled to H x W); pixels
+    weighted by their class's `class_weights` when given (`LossConfig.semantic_class_weights`)."""
     from segmentation_ros.models.semantic_head import semantic_loss
 
     labels = torch.stack([t.semantic for t in targets]).to(logits.device)
-    return semantic_loss(logits, labels, ignore_index=255)
+    weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+    return semantic_loss(logits, labels, ignore_index=255, class_weights=weights)
 
 
 def semantic_aux_loss(logits: Tensor, targets: Sequence[TrainTarget]) -> Tensor:
@@ -404,10 +434,11 @@ def yolact_losses(
             matched.gt_masks[b][gt],
             matched.gt_boxes[b][gt],
             padding=config.mask_crop_padding,
+            target_kind=config.mask_target,
         )
         mask_sum = mask_sum + loss_b * (old_count / pos_idx.numel())
         if mask_iou_head is not None:
-            big = target.sum(dim=(1, 2)) > config.discard_mask_area
+            big = target.gt(0.5).sum(dim=(1, 2)) > config.discard_mask_area
             iou_inputs.append(probs[big, None])
             iou_targets.append(_mask_iou_targets(probs[big], target[big]))
             iou_classes.append(matched.gt_classes[b][gt][big])

@@ -87,5 +87,6 @@ def pcv_losses(
     cells = assign_vote_cells(instance_map, config=vote_config or VoteConfig(), ignore_index=-1)
     weights = vote_weight_mask(targets, tuple(votes.shape[-2:])).to(votes.device)
     pcv = pcv_vote_loss(votes, cells, weights, ignore_index=-1) * config.weights.pcv
-    semantic = semantic_term(outputs.semantic, targets) * config.weights.semantic
+    class_weights = config.semantic_class_weights
+    semantic = semantic_term(outputs.semantic, targets, class_weights) * config.weights.semantic
     return Losses(semantic=semantic, pcv=pcv)

@@ -152,13 +152,17 @@ class SemanticHead(nn.Module):
         return logits
 
 
-def semantic_loss(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Tensor:
+def semantic_loss(
+    logits: Tensor, target: Tensor, ignore_index: int = 255, class_weights: Tensor | None = None
+) -> Tensor:
     """Mean pixel cross-entropy of semantic logits against a label map.
 
     logits: [B, C, h, w] float raw logits (C = S + T, stuff first).
     target: [B, H, W] integer class ids in [0, C) or `ignore_index`. When (H, W) differs from
         (h, w) the logits are upsampled bilinearly to (H, W) first (UPSNet computes the loss at
         the label resolution).
+    class_weights: [C] per-class weights of the pixels (None: all 1); the mean is then weighted
+        (divided by the summed weight of the pixels, as `F.cross_entropy`).
     Returns a scalar; 0 (still differentiable) when every pixel is ignored.
     """
     if logits.dim() != 4:
@@ -182,4 +186,9 @@ def semantic_loss(logits: Tensor, target: Tensor, ignore_index: int = 255) -> Te
         return logits.sum() * 0.0
     if target.shape[-2:] != logits.shape[-2:]:
         logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=False)
-    return F.cross_entropy(logits, target, ignore_index=ignore_index)
+    if class_weights is not None:
+        if class_weights.shape != (num_classes,):
+            raise ValueError(f"{tuple(class_weights.shape)} class weights, {num_classes} classes")
+        class_weights = class_weights.to(device=logits.device, dtype=torch.float32)
+        logits = logits.float()  # cross_entropy wants the weights in the logits' dtype
+    return F.cross_entropy(logits, target, weight=class_weights, ignore_index=ignore_index)

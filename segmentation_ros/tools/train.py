@@ -9,7 +9,8 @@
                            [--weight-decay WD] [--grad-clip G] [--no-augment]
                            [--batchnorm auto|freeze|train] [--log-every K]
                            [--checkpoint-every K] [--sync-bn] [--progress-bar auto|on|off]
-                           [--no-tensorboard]
+                           [--no-tensorboard] [--mask-target binary|area]
+                           [--semantic-class-weights W0,W1,...|sqrt-median-frequency]
     torchrun --nproc-per-node N -m segmentation_ros.tools.train ...     # N processes (DDP)
 
 SPEC (see `segmentation_ros.data.datasets.open_dataset`): `synthetic:DIR`,
@@ -41,6 +42,7 @@ from pathlib import Path
 import torch
 
 from segmentation_ros.data.datasets import DATA_SPECS, CategoryMapping, open_dataset
+from segmentation_ros.models.losses import MASK_TARGETS, LossConfig
 from segmentation_ros.tools.args import input_size
 from segmentation_ros.train import distributed
 from segmentation_ros.train.config import PRECISIONS
@@ -114,7 +116,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="tqdm bar on stderr (auto: when stderr is a terminal)",
     )
     p.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard events")
+    p.add_argument(
+        "--mask-target",
+        default="binary",
+        choices=MASK_TARGETS,
+        help="mask loss ground truth at the prototype size: binary (official) or area "
+        "(covered fraction; thin objects)",
+    )
+    p.add_argument(
+        "--semantic-class-weights",
+        default="",
+        help="semantic cross-entropy per-class weights: W0,W1,... (stuff first) or "
+        "sqrt-median-frequency (from the training annotations); empty: unweighted",
+    )
     return p
+
+
+def semantic_class_weights(spec: str, dataset, num_classes: int) -> tuple[float, ...]:
+    """`--semantic-class-weights`: () for "", computed for sqrt-median-frequency, else parsed."""
+    from segmentation_ros.data.datasets import sqrt_median_frequency
+
+    spec = str(spec).strip()
+    if not spec:
+        return ()
+    if spec == "sqrt-median-frequency":
+        if not hasattr(dataset, "class_pixel_counts"):
+            raise ValueError("sqrt-median-frequency needs a data set with annotations")
+        return sqrt_median_frequency(dataset.class_pixel_counts())
+    try:
+        weights = tuple(float(w) for w in spec.split(","))
+    except ValueError:
+        raise ValueError(f"--semantic-class-weights: not numbers: {spec!r}") from None
+    if len(weights) != num_classes:
+        raise ValueError(f"--semantic-class-weights: {len(weights)} for {num_classes} classes")
+    return weights
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -214,11 +249,18 @@ def _train(args: argparse.Namespace, context: distributed.DistContext, device) -
         sync_bn=args.sync_bn,
         precision=args.precision,
     )
+    loss_config = LossConfig(
+        mask_target=args.mask_target,
+        semantic_class_weights=semantic_class_weights(
+            args.semantic_class_weights, dataset, categories.num_stuff + categories.num_things
+        ),
+    )
     trainer = Trainer(
         model,
         dataset,
         out_dir=args.out,
         config=config,
+        loss_config=loss_config,
         device=device,
         extra={  # no path: the checkpoint resumes on other machines
             "dataset_category_ids": list(categories.dataset_ids),
@@ -239,6 +281,11 @@ def _train(args: argparse.Namespace, context: distributed.DistContext, device) -
         f"input {model.config.input_size[0]}x{model.config.input_size[1]}, device {device}{procs}, "
         f"{args.precision}"
     )
+    if loss_config.semantic_class_weights:
+        pairs = zip(categories.names, loss_config.semantic_class_weights)
+        say("semantic class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in pairs))
+    if loss_config.mask_target != "binary":
+        say(f"mask target: {loss_config.mask_target}")
     result = trainer.fit()
     say(
         json.dumps(

@@ -14,6 +14,7 @@ from segmentation_ros.data.datasets import (
     SyntheticPanopticDataset,
     SyntheticSceneDataset,
     open_dataset,
+    sqrt_median_frequency,
 )
 from segmentation_ros.data.samples import VOID_LABEL, PanopticSample, build_sample
 from segmentation_ros.data.synthetic import write_dataset
@@ -290,3 +291,22 @@ def test_bad_specs():
             SegmentsInfo(np.zeros(0), np.zeros(0)),
             num_stuff=0,
         )
+
+
+def test_class_pixel_counts_are_the_written_scenes_pixels(tmp_path):
+    # From the annotations' areas only; checked against the scenes' own semantic maps.
+    write_dataset(tmp_path / "syn", [3, 4], width=64, height=48, image_format="png")
+    counts = SyntheticPanopticDataset(tmp_path / "syn").class_pixel_counts()
+    live = SyntheticSceneDataset([3, 4], width=64, height=48)
+    truth = np.zeros(15)
+    for i in range(2):
+        sem = live[i].semantic
+        truth += np.bincount(sem[sem != VOID_LABEL].ravel(), minlength=15)[:15]
+    np.testing.assert_array_equal(counts, truth)
+
+
+def test_sqrt_median_frequency_weights():
+    # shares 1/21, 4/21, 16/21: median 4/21 -> sqrt(4), sqrt(1), sqrt(1/4); no pixels -> 1
+    assert sqrt_median_frequency([1, 4, 16, 0]) == pytest.approx((2.0, 1.0, 0.5, 1.0))
+    with pytest.raises(ValueError, match="no class"):
+        sqrt_median_frequency([0, 0])

@@ -17,6 +17,7 @@ from segmentation_ros.models.losses import (
     class_loss,
     hard_negatives,
     mask_loss,
+    mask_targets,
     semantic_term,
     yolact_losses,
 )
@@ -108,6 +109,41 @@ def test_mask_loss_hand_made_case():
     gt[0, 0:2, 0:2] = 1
     loss, _, _ = mask_loss(proto, coef, gt, box, padding=0)
     torch.testing.assert_close(loss, torch.tensor((4 * log2 + 100) / 4 * 16))
+
+
+def test_area_targets_keep_a_thin_stroke_that_the_official_target_drops():
+    # A 1-pixel-wide vertical stroke in column 4 of an 8 x 8 mask, at a 2 x 2 prototype grid:
+    # each prototype pixel covers a 4 x 4 block, so the stroke fills 4 / 16 of the two right
+    # blocks (columns 4..7). Bilinear 4x downsampling (align_corners=False) samples the
+    # midpoint of columns 1 / 2 and 5 / 6, so the official binarised target never sees it.
+    gt = torch.zeros(1, 8, 8)
+    gt[0, :, 4] = 1
+    torch.testing.assert_close(mask_targets(gt, (2, 2), "binary"), torch.zeros(1, 2, 2))
+    expected = torch.tensor([[[0.0, 0.25], [0.0, 0.25]]])
+    torch.testing.assert_close(mask_targets(gt, (2, 2), "area"), expected)
+    # A solid block is the same in both.
+    block = torch.zeros(1, 8, 8)
+    block[0, :4, :] = 1
+    torch.testing.assert_close(mask_targets(block, (2, 2), "area"), mask_targets(block, (2, 2)))
+
+
+def test_mask_loss_with_area_targets_is_bce_against_the_covered_fraction():
+    # every probability 0.5 (coefficient 0): BCE(0.5, t) = log 2 whatever t; a probability p
+    # on target t costs -(t log p + (1 - t) log(1 - p)).
+    gt = torch.zeros(1, 8, 8)
+    gt[0, :, 4] = 1  # 1 / 4 of the right prototype column (see the test above)
+    box = torch.tensor([[0.0, 0.0, 1.0, 1.0]])
+    proto = torch.ones(2, 2, 1)
+    p = 0.8
+    coef = torch.tensor([[math.log(p / (1 - p))]])
+    loss, _, target = mask_loss(proto, coef, gt, box, padding=0, target_kind="area")
+    right = -(0.25 * math.log(p) + 0.75 * math.log(1 - p))
+    left = -math.log(1 - p)
+    # summed over the 4 pixels, / box area 4, x 4 (the prototype area)
+    torch.testing.assert_close(loss, torch.tensor(2 * right + 2 * left), rtol=1e-5, atol=1e-5)
+    assert target.max() == 0.25
+    with pytest.raises(ValueError, match="mask_target"):
+        LossConfig(mask_target="soft")
 
 
 def official_mask_loss(proto, coef, gt_masks, boxes, padding=1):

@@ -69,6 +69,24 @@ def test_semantic_loss_upsamples_to_label_resolution_and_ignores():
     assert logits.grad is not None
 
 
+def test_semantic_loss_class_weights_weight_each_pixel_by_its_class():
+    # the weighted mean: sum_p w[y_p] * (-log softmax(x_p)[y_p]) / sum_p w[y_p]
+    torch.manual_seed(1)
+    logits = torch.randn(2, 3, 4, 4)
+    target = torch.randint(0, 3, (2, 4, 4))
+    target[0, 0, 0] = 255
+    weights = torch.tensor([0.5, 1.0, 4.0])
+    nll = -torch.log_softmax(logits, 1).permute(0, 2, 3, 1)
+    valid = target != 255
+    y = target[valid]
+    w = weights[y]
+    expected = (w * nll[valid].gather(1, y[:, None]).squeeze(1)).sum() / w.sum()
+    got = semantic_loss(logits, target, class_weights=weights)
+    torch.testing.assert_close(got, expected)
+    with pytest.raises(ValueError, match="class weights"):
+        semantic_loss(logits, target, class_weights=torch.ones(2))
+
+
 def test_semantic_loss_errors():
     logits = torch.randn(2, 3, 4, 4)
     with pytest.raises(ValueError, match="class ids outside"):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from segmentation_ros.models import registry
-from segmentation_ros.tools.train import parse_args
+from segmentation_ros.tools.train import build_parser, parse_args
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPES = sorted((REPO / "config" / "train").glob("*.yaml"))
@@ -47,6 +47,9 @@ def test_every_recipe_parses_and_names_a_registered_model():
         launch = re.search(r"--nproc-per-node (\d+)", path.read_text())
         if launch:
             assert args.batch_size % int(launch.group(1)) == 0, path
+    assert build_parser().get_default("mask_target") == "binary"  # official unless a recipe says
+    stage5 = parse_args(["--recipe", str(REPO / "config/train/default_stage5.yaml")])
+    assert stage5.mask_target == "area"
 
 
 def test_flags_override_the_recipe(tmp_path):
@@ -83,3 +86,23 @@ def test_required_options_come_from_recipe_or_flags(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parse_args(["--recipe", str(recipe), "--out", "o"])
     assert "required: --data, --steps" in capsys.readouterr().err
+
+
+def test_semantic_class_weights_option():
+    from segmentation_ros.tools.train import semantic_class_weights
+
+    class Counted:  # a data set's class pixel counts: shares 1/21, 4/21, 16/21
+        def class_pixel_counts(self):
+            return [1.0, 4.0, 16.0]
+
+    assert semantic_class_weights("", Counted(), 3) == ()
+    assert semantic_class_weights("1,2.5,0.5", Counted(), 3) == (1.0, 2.5, 0.5)
+    assert semantic_class_weights("sqrt-median-frequency", Counted(), 3) == (2.0, 1.0, 0.5)
+    with pytest.raises(ValueError, match="2 for 3 classes"):
+        semantic_class_weights("1,2", Counted(), 3)
+    with pytest.raises(ValueError, match="not numbers"):
+        semantic_class_weights("a,b,c", Counted(), 3)
+    with pytest.raises(ValueError, match="annotations"):
+        semantic_class_weights("sqrt-median-frequency", object(), 3)
+    stage6 = parse_args(["--recipe", str(REPO / "config/train/default_stage6.yaml")])
+    assert stage6.semantic_class_weights == "sqrt-median-frequency"

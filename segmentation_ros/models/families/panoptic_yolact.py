@@ -90,7 +90,8 @@ class PanopticYolactFamily(ModelFamily):
         losses = yolact_training_losses(
             model.yolact, outputs, targets, priors, loss_config, generator
         )
-        semantic = semantic_term(outputs.semantic, targets) * loss_config.weights.semantic
+        weights = loss_config.semantic_class_weights
+        semantic = semantic_term(outputs.semantic, targets, weights) * loss_config.weights.semantic
         return dataclasses.replace(losses, semantic=semantic)
 
 
