@@ -42,7 +42,8 @@ def _grid(text: str) -> tuple[str, list[float]]:
     name, _, values = text.partition("=")
     if name not in MotionParams.__dataclass_fields__:
         raise argparse.ArgumentTypeError(f"{name!r} is not a MotionParams field")
-    return name, [float(v) for v in values.split(",")]
+    kind = type(getattr(MotionParams(), name))  # int fields stay ints
+    return name, [kind(float(v)) for v in values.split(",")]
 
 
 def main() -> None:

@@ -145,7 +145,7 @@ class TrackingGlue:
         if self.carry is not None:
             ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes, gate)
         if camera is not None and pose is not None and len(things):
-            est = self.motion.update(ids, xy, pose, stamp)
+            est = self.motion.update(ids, xy, pose, stamp, gate)
         for k, (obj, tid) in enumerate(zip(things, ids)):
             obj.track_id = int(tid)
             obj.track_frame_id = frame if est is not None else ""

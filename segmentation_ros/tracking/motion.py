@@ -71,6 +71,15 @@ class MotionParams:
     init_speed_std: standard deviation of a new track's speed, m/s (it starts at 0 m/s).
     max_age_s:    a filter without measurements is dropped after this long (s).
     max_range:    contacts farther than this (m) from the robot are not used.
+    restart_chi2: validation gate (Bar-Shalom): a contact whose innovation d^2 = y^T S^-1 y
+                  (2 dof) exceeds it is not used (a box cut by an occluder or the image's side
+                  does not end where the object touches the ground). 13.82 = 99.9 % of true
+                  contacts pass; 0 turns the gate off.
+    restart_after: that many rejected contacts in a row (a box cut at the image's side counts
+                  by its `box_contacts` gate point) mean the filter no longer follows what the
+                  track's box shows (the image tracker's box went to another object, or the
+                  filter diverged): it restarts at the last one, its velocity unknown again
+                  rather than another object's.
     contact_inset_px: where the ground contact lies above a box's bottom edge, pixels
                   (`drivable.ground.ground_contacts`' inset_px); it depends on what draws the
                   boxes. -1.5 for the default model, whose masks end above the contact (thin
@@ -88,16 +97,22 @@ class MotionParams:
     max_age_s: float = 1.0
     max_range: float = 40.0
     contact_inset_px: float = -1.5
+    restart_chi2: float = 13.82
+    restart_after: int = 3
 
     def __post_init__(self) -> None:
         for name in ("accel_std", "meas_std", "max_range", "init_speed_std"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be > 0, got {v!r}")
+        if isinstance(self.restart_after, bool) or not (
+            isinstance(self.restart_after, int) and self.restart_after >= 1
+        ):
+            raise ValueError(f"restart_after must be an int >= 1, got {self.restart_after!r}")
         inset = self.contact_inset_px
         if not (isinstance(inset, int | float) and math.isfinite(inset)):
             raise ValueError(f"contact_inset_px must be finite, got {inset!r}")
-        for name in ("meas_std_per_m2", "max_age_s"):
+        for name in ("meas_std_per_m2", "max_age_s", "restart_chi2"):
             v = getattr(self, name)
             if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be >= 0, got {v!r}")
@@ -136,6 +151,17 @@ class _Track:
         v2 = p.init_speed_std**2
         kf.P = np.diag([r_std**2, r_std**2, v2, v2])
         self.kf, self.stamp, self.updates, self.params = kf, stamp, 1, p
+        self.rejected = 0  # contacts rejected in a row by the validation gate
+
+    def innovation_chi2(self, xy: np.ndarray, r_std: float, stamp: float) -> float:
+        """d^2 of the contact xy [2] (odom, std r_std) against the filter predicted to stamp."""
+        x, cov = self.kf.x, self.kf.P
+        dt = stamp - self.stamp
+        if dt > 0:
+            f, q = _transition(dt, self.params.accel_std)
+            x, cov = f @ x, f @ cov @ f.T + q
+        y = np.asarray(xy, np.float64) - x[:2]
+        return float(y @ np.linalg.solve(cov[:2, :2] + np.eye(2) * r_std**2, y))
 
     def step(self, xy: np.ndarray, r_std: float, stamp: float) -> None:
         dt = stamp - self.stamp
@@ -150,9 +176,11 @@ class _Track:
 class GroundMotion:
     """Kalman filters of tracked objects' ground motion, keyed by track id.
 
-    `update(track_ids, ground_xy, pose, stamp)`:
+    `update(track_ids, ground_xy, pose, stamp, check_xy=None)`:
       track_ids: [N] int, >= 1 (0 = untracked: no estimate);
       ground_xy: [N, 2] float ground contacts in base_link (m), NaN where unknown;
+      check_xy:  [N, 2] points that only validate a filter where ground_xy is NaN (a box cut
+                 at the image's side: `box_contacts`' gate points); None: ground_xy;
       pose:      (x, y, yaw) of base_link in odom at the image's stamp (odometry);
       stamp:     seconds.
     Returns a `MotionResult` for the N objects.
@@ -183,16 +211,19 @@ class GroundMotion:
             x, cov = f @ x, f @ cov @ f.T + q
         return np.array(x[:2]), np.array(cov[:2, :2])
 
-    def update(self, track_ids, ground_xy, pose, stamp: float) -> MotionResult:
+    def update(self, track_ids, ground_xy, pose, stamp: float, check_xy=None) -> MotionResult:
         ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
         xy = np.asarray(ground_xy, dtype=np.float64).reshape(-1, 2)
-        if len(xy) != len(ids):
+        check = xy if check_xy is None else np.asarray(check_xy, np.float64).reshape(-1, 2)
+        if not len(xy) == len(ids) == len(check):
             raise ValueError(f"track_ids [{len(ids)}] and ground_xy [{len(xy)}, 2] differ")
         if len(pose) != 3 or not all(math.isfinite(float(v)) for v in pose):
             raise ValueError(f"pose must be finite (x, y, yaw), got {pose!r}")
         p = self.params
         rng = np.hypot(xy[:, 0], xy[:, 1])
         odom = base_to_odom(pose, xy)
+        check_rng = np.hypot(check[:, 0], check[:, 1])
+        check_odom = base_to_odom(pose, check)
         n = len(ids)
         pos, vel = np.full((n, 2), np.nan), np.full((n, 2), np.nan)
         updates = np.zeros(n, np.int64)
@@ -203,6 +234,19 @@ class GroundMotion:
             ok = bool(np.isfinite(odom[i]).all() and rng[i] <= p.max_range)
             r_std = p.meas_std + p.meas_std_per_m2 * float(rng[i]) ** 2 if ok else 0.0
             track = self.tracks.get(tid)
+            if track is not None and p.restart_chi2 > 0:
+                z, zr = (odom[i], rng[i]) if ok else (check_odom[i], check_rng[i])
+                if np.isfinite(z).all() and zr <= p.max_range:
+                    std = p.meas_std + p.meas_std_per_m2 * float(zr) ** 2
+                    if track.innovation_chi2(z, std, stamp) <= p.restart_chi2:
+                        track.rejected = 0
+                    else:
+                        track.rejected += 1
+                        if track.rejected < p.restart_after:
+                            ok = False  # an outlier: not used
+                        else:  # another object now: a new filter at its contact, if any
+                            del self.tracks[tid]
+                            track = None
             if ok and track is None:
                 track = self.tracks[tid] = _Track(odom[i], r_std, stamp, p)
             elif ok:

@@ -142,7 +142,7 @@ def evaluate_sequence(
         xy, gate = box_contacts(camera, mount, boxes, size, motion.params.contact_inset_px)
         if carry is not None:
             ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion, boxes, gate)
-        est = motion.update(ids, xy, f["pose"], f["stamp"])
+        est = motion.update(ids, xy, f["pose"], f["stamp"], gate)
         trk_ms += (time.perf_counter() - t1) * 1e3
         det_ms += (t1 - t0) * 1e3
         keep = ids > 0

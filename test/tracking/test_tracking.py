@@ -126,6 +126,48 @@ def test_filters_expire_after_max_age():
     assert set(motion.tracks) == {2}
 
 
+def test_contacts_the_filter_cannot_explain_are_rejected_then_restart_it():
+    # A parked object at (6, 0) m seen for 2 s (noise 0.05 m), then its track's box shows
+    # something 3 m to the side. The filter predicts (6, 0) within ~0.1 m; the contact's
+    # measurement std at 6 m is 0.15 + 0.006 * 36 = 0.37 m, so d^2 ~ (3 / 0.37)^2 ~ 66, far
+    # beyond the 99.9 % gate of a chi-square with 2 dof (13.82): the contact is not used; three
+    # in a row and the filter restarts there. A true contact (0.8 std off) passes the gate.
+    rng = np.random.default_rng(1)
+    pose = (0.0, 0.0, 0.0)
+
+    def parked(params):
+        motion = GroundMotion(params)
+        for k in range(20):
+            motion.update([4], [[6.0, 0.0]] + rng.normal(0, 0.05, (1, 2)), pose, k / 10)
+        return motion
+
+    motion = parked(MotionParams())
+    out = motion.update([4], [[6.0, 0.3]], pose, 2.0)
+    assert out.updates[0] == 21
+    for t in (2.1, 2.2):  # outliers: the filter predicts, its velocity stays ~0
+        out = motion.update([4], [[6.0, 3.0]], pose, t)
+        assert out.updates[0] == 21 and np.linalg.norm(out.velocity[0]) < 0.2
+    out = motion.update([4], [[6.0, 3.0]], pose, 2.3)  # the third: another object
+    assert out.updates[0] == 1 and np.allclose(out.position[0], [6.0, 3.0])
+    assert np.allclose(out.velocity[0], 0.0)  # a new filter: its velocity is not yet known
+    # without the gate the old filter takes the contact and reads a false lateral speed
+    out = parked(MotionParams(restart_chi2=0.0)).update([4], [[6.0, 3.0]], pose, 2.0)
+    assert out.updates[0] == 21 and out.velocity[0, 1] > 0.5
+    # no contact (a box cut at the image's side) but gate points 3 m off: dropped at the third
+    motion = parked(MotionParams())
+    for t in (2.0, 2.1, 2.2):
+        out = motion.update([4], [[np.nan, np.nan]], pose, t, check_xy=[[6.0, 3.0]])
+    assert 4 not in motion.tracks and np.isnan(out.velocity).all()
+    # gate points where the filter expects them keep it (it predicts)
+    motion = parked(MotionParams())
+    for t in (2.0, 2.1, 2.2):
+        out = motion.update([4], [[np.nan, np.nan]], pose, t, check_xy=[[6.0, 0.1]])
+    assert out.updates[0] == 20 and np.isfinite(out.velocity).all()
+    for bad in ({"restart_chi2": -1.0}, {"restart_after": 0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            MotionParams(**bad)
+
+
 def test_base_to_odom_inverts_odom_to_base():
     pose = (3.0, -2.0, 0.7)
     p = np.array([[1.0, 2.0], [-4.0, 0.5]])
