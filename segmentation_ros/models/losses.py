@@ -112,8 +112,8 @@ class LossConfig:
         at 0.5 as the postprocess does, can be judged against.
     semantic_class_weights: per-class weights of the semantic cross-entropy's pixels, one per
         semantic channel (stuff first); empty: unweighted (UPSNet). E.g. square-root median
-        frequency balancing (`data.class_weights`), so that a class of few pixels (bicycle
-        frames) is not left to its background.
+        frequency balancing (`data.datasets.sqrt_median_frequency`), so that a class of few
+        pixels (bicycle frames) is not left to its background.
     """
 
     pos_threshold: float = 0.5

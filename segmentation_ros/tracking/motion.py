@@ -153,15 +153,20 @@ class _Track:
         self.kf, self.stamp, self.updates, self.params = kf, stamp, 1, p
         self.rejected = 0  # contacts rejected in a row by the validation gate
 
-    def innovation_chi2(self, xy: np.ndarray, r_std: float, stamp: float) -> float:
-        """d^2 of the contact xy [2] (odom, std r_std) against the filter predicted to stamp."""
+    def predicted(self, stamp: float) -> tuple[np.ndarray, np.ndarray]:
+        """Position [2] and its covariance [2, 2] predicted to `stamp`, the filter unchanged."""
         x, cov = self.kf.x, self.kf.P
         dt = stamp - self.stamp
         if dt > 0:
             f, q = _transition(dt, self.params.accel_std)
             x, cov = f @ x, f @ cov @ f.T + q
-        y = np.asarray(xy, np.float64) - x[:2]
-        return float(y @ np.linalg.solve(cov[:2, :2] + np.eye(2) * r_std**2, y))
+        return np.array(x[:2]), np.array(cov[:2, :2])
+
+    def innovation_chi2(self, xy: np.ndarray, r_std: float, stamp: float) -> float:
+        """d^2 of the contact xy [2] (odom, std r_std) against the filter predicted to stamp."""
+        x, cov = self.predicted(stamp)
+        y = np.asarray(xy, np.float64) - x
+        return float(y @ np.linalg.solve(cov + np.eye(2) * r_std**2, y))
 
     def step(self, xy: np.ndarray, r_std: float, stamp: float) -> None:
         dt = stamp - self.stamp
@@ -202,14 +207,7 @@ class GroundMotion:
         """The filter of `track_id` predicted to `stamp` without changing it: (position [2],
         covariance [2, 2]) in odom (m, m^2); None when the track has no filter."""
         track = self.tracks.get(int(track_id))
-        if track is None:
-            return None
-        x, cov = track.kf.x, track.kf.P
-        dt = stamp - track.stamp
-        if dt > 0:
-            f, q = _transition(dt, self.params.accel_std)
-            x, cov = f @ x, f @ cov @ f.T + q
-        return np.array(x[:2]), np.array(cov[:2, :2])
+        return None if track is None else track.predicted(stamp)
 
     def update(self, track_ids, ground_xy, pose, stamp: float, check_xy=None) -> MotionResult:
         ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
@@ -232,13 +230,13 @@ class GroundMotion:
             if tid <= 0:
                 continue
             ok = bool(np.isfinite(odom[i]).all() and rng[i] <= p.max_range)
-            r_std = p.meas_std + p.meas_std_per_m2 * float(rng[i]) ** 2 if ok else 0.0
+            r_std = float(self.measurement_std(rng[i])) if ok else 0.0
             track = self.tracks.get(tid)
             if track is not None and p.restart_chi2 > 0:
                 z, zr = (odom[i], rng[i]) if ok else (check_odom[i], check_rng[i])
                 if np.isfinite(z).all() and zr <= p.max_range:
-                    std = p.meas_std + p.meas_std_per_m2 * float(zr) ** 2
-                    if track.innovation_chi2(z, std, stamp) <= p.restart_chi2:
+                    d2 = track.innovation_chi2(z, float(self.measurement_std(zr)), stamp)
+                    if d2 <= p.restart_chi2:
                         track.rejected = 0
                     else:
                         track.rejected += 1
