@@ -65,7 +65,8 @@ def main() -> None:
     names = [n for n, _ in args.grid]
     print(" ".join(f"{n:>16}" for n in names), "  HOTA  v med  v p90    n")
     for values in itertools.product(*(v for _, v in args.grid)):
-        params = MotionParams(**dict(zip(names, values)))
+        # as `segmentation-ros-eval tracking` runs: filters live the tracker's max age
+        params = MotionParams(**{"max_age_s": TrackerParams.max_age_s, **dict(zip(names, values))})
         reports = []
         for seq in sequences:
             if detector is not None:

@@ -324,10 +324,8 @@ def mask_loss(
 
 
 def _mask_iou_targets(probs: Tensor, target: Tensor) -> Tensor:
-    """IoU [n] of binarised probabilities (> 0.5) with the targets binarised (> 0.5; binary
-    ones are unchanged), both [n, Hp, Wp]."""
+    """IoU [n] of binarised probabilities (> 0.5) with the binary targets, both [n, Hp, Wp]."""
     pred = probs.detach().gt(0.5).to(target.dtype)
-    target = target.gt(0.5).to(target.dtype)
     inter = (pred * target).sum(dim=(1, 2))
     union = pred.sum(dim=(1, 2)) + target.sum(dim=(1, 2)) - inter
     return inter / union
@@ -438,9 +436,10 @@ def yolact_losses(
         )
         mask_sum = mask_sum + loss_b * (old_count / pos_idx.numel())
         if mask_iou_head is not None:
-            big = target.gt(0.5).sum(dim=(1, 2)) > config.discard_mask_area
+            binary = target.gt(0.5).to(target.dtype)  # an "area" target's covered half
+            big = binary.sum(dim=(1, 2)) > config.discard_mask_area
             iou_inputs.append(probs[big, None])
-            iou_targets.append(_mask_iou_targets(probs[big], target[big]))
+            iou_targets.append(_mask_iou_targets(probs[big], binary[big]))
             iou_classes.append(matched.gt_classes[b][gt][big])
     height, width = proto.shape[1:3]
     mask = mask_sum * w.mask / (height * width)

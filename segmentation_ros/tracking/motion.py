@@ -76,7 +76,7 @@ class MotionParams:
                   does not end where the object touches the ground). 13.82 = 99.9 % of true
                   contacts pass; 0 turns the gate off.
     restart_after: that many rejected contacts in a row (a box cut at the image's side counts
-                  by its `box_contacts` gate point) mean the filter no longer follows what the
+                  by its gate point, `update`'s gate_xy) mean the filter no longer follows what the
                   track's box shows (the image tracker's box went to another object, or the
                   filter diverged): it restarts at the last one, its velocity unknown again
                   rather than another object's.
@@ -181,10 +181,10 @@ class _Track:
 class GroundMotion:
     """Kalman filters of tracked objects' ground motion, keyed by track id.
 
-    `update(track_ids, ground_xy, pose, stamp, check_xy=None)`:
+    `update(track_ids, ground_xy, pose, stamp, gate_xy=None)`:
       track_ids: [N] int, >= 1 (0 = untracked: no estimate);
       ground_xy: [N, 2] float ground contacts in base_link (m), NaN where unknown;
-      check_xy:  [N, 2] points that only validate a filter where ground_xy is NaN (a box cut
+      gate_xy:   [N, 2] points that only validate a filter where ground_xy is NaN (a box cut
                  at the image's side: `box_contacts`' gate points); None: ground_xy;
       pose:      (x, y, yaw) of base_link in odom at the image's stamp (odometry);
       stamp:     seconds.
@@ -209,19 +209,18 @@ class GroundMotion:
         track = self.tracks.get(int(track_id))
         return None if track is None else track.predicted(stamp)
 
-    def update(self, track_ids, ground_xy, pose, stamp: float, check_xy=None) -> MotionResult:
+    def update(self, track_ids, ground_xy, pose, stamp: float, gate_xy=None) -> MotionResult:
         ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
         xy = np.asarray(ground_xy, dtype=np.float64).reshape(-1, 2)
-        check = xy if check_xy is None else np.asarray(check_xy, np.float64).reshape(-1, 2)
-        if not len(xy) == len(ids) == len(check):
+        gate = xy if gate_xy is None else np.asarray(gate_xy, np.float64).reshape(-1, 2)
+        if not len(xy) == len(ids) == len(gate):
             raise ValueError(f"track_ids [{len(ids)}] and ground_xy [{len(xy)}, 2] differ")
         if len(pose) != 3 or not all(math.isfinite(float(v)) for v in pose):
             raise ValueError(f"pose must be finite (x, y, yaw), got {pose!r}")
         p = self.params
-        rng = np.hypot(xy[:, 0], xy[:, 1])
-        odom = base_to_odom(pose, xy)
-        check_rng = np.hypot(check[:, 0], check[:, 1])
-        check_odom = base_to_odom(pose, check)
+        gate = np.where(np.isfinite(xy), xy, gate)  # a contact is its own gate point
+        rng, gate_rng = np.hypot(xy[:, 0], xy[:, 1]), np.hypot(gate[:, 0], gate[:, 1])
+        odom, gate_odom = base_to_odom(pose, xy), base_to_odom(pose, gate)
         n = len(ids)
         pos, vel = np.full((n, 2), np.nan), np.full((n, 2), np.nan)
         updates = np.zeros(n, np.int64)
@@ -233,7 +232,7 @@ class GroundMotion:
             r_std = float(self.measurement_std(rng[i])) if ok else 0.0
             track = self.tracks.get(tid)
             if track is not None and p.restart_chi2 > 0:
-                z, zr = (odom[i], rng[i]) if ok else (check_odom[i], check_rng[i])
+                z, zr = gate_odom[i], gate_rng[i]
                 if np.isfinite(z).all() and zr <= p.max_range:
                     d2 = track.innovation_chi2(z, float(self.measurement_std(zr)), stamp)
                     if d2 <= p.restart_chi2:

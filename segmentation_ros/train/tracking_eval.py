@@ -36,8 +36,6 @@ from segmentation_ros.tracking import (
     box_contacts,
 )
 
-_CARRY = ReassociationParams()
-
 
 @dataclass
 class SequenceReport:
@@ -110,16 +108,21 @@ def evaluate_sequence(
     min_area: int = 100,
     max_range: float = 10.0,
     min_updates: int = 5,
-    reassociation: ReassociationParams | None = _CARRY,
+    reassociation: bool = True,
 ) -> SequenceReport:
-    """Track through one sequence and score it. detector: callable image -> (boxes [N, 4] xyxy,
-    scores [N], class ids [N]); None feeds the ground-truth boxes (score 1). reassociation:
-    None tracks with ByteTrack alone (no ids carried through occlusions)."""
+    """Track through one sequence and score it, as the node does. detector: callable image ->
+    (boxes [N, 4] xyxy, scores [N], class ids [N]); None feeds the ground-truth boxes (score 1).
+    Lost tracks and their filters live the tracker's `max_age_s` (the node's one
+    `tracking_max_age`) unless `motion_params` say otherwise. reassociation: False tracks with
+    ByteTrack alone (no ids carried through occlusions)."""
     from trackeval.metrics import CLEAR, HOTA, Identity
 
     tp = tracker_params or TrackerParams(frame_rate=seq.rate)
-    tracker, motion = ObjectTracker(tp), GroundMotion(motion_params)
-    carry = TrackReassociation(reassociation) if reassociation is not None else None
+    tracker = ObjectTracker(tp)
+    motion = GroundMotion(motion_params or MotionParams(max_age_s=tp.max_age_s))
+    carry = None
+    if reassociation:
+        carry = TrackReassociation(ReassociationParams(max_age_s=tp.max_age_s))
     camera, mount = _camera(seq)
     size = (seq.meta["height"], seq.meta["width"])
     gt_ids, tr_ids, sims, errors, error_classes = [], [], [], [], []
@@ -227,7 +230,7 @@ def combine(reports: list[SequenceReport]) -> dict:
     ):
         out[name] = metric.combine_sequences({r.name: r.raw[name] for r in reports})
     errs = np.concatenate([r.velocity_errors for r in reports]) if reports else np.zeros(0)
-    classes = np.concatenate([r.velocity_classes for r in reports]) if reports else errs
+    classes = np.concatenate([r.velocity_classes for r in reports]) if reports else np.zeros(0)
     by_class = {
         str(name): {
             "median": float(np.median(errs[classes == name])),
@@ -340,9 +343,7 @@ def run(args) -> int:
                 motion_params=MotionParams(max_age_s=args.max_age, contact_inset_px=inset),
                 min_area=args.min_area,
                 max_range=args.max_range,
-                reassociation=None
-                if args.no_reassociation
-                else ReassociationParams(max_age_s=args.max_age),
+                reassociation=not args.no_reassociation,
             )
         )
         print(f"{seq.root}: {len(seq)} frames", flush=True)

@@ -156,12 +156,12 @@ def test_contacts_the_filter_cannot_explain_are_rejected_then_restart_it():
     # no contact (a box cut at the image's side) but gate points 3 m off: dropped at the third
     motion = parked(MotionParams())
     for t in (2.0, 2.1, 2.2):
-        out = motion.update([4], [[np.nan, np.nan]], pose, t, check_xy=[[6.0, 3.0]])
+        out = motion.update([4], [[np.nan, np.nan]], pose, t, gate_xy=[[6.0, 3.0]])
     assert 4 not in motion.tracks and np.isnan(out.velocity).all()
     # gate points where the filter expects them keep it (it predicts)
     motion = parked(MotionParams())
     for t in (2.0, 2.1, 2.2):
-        out = motion.update([4], [[np.nan, np.nan]], pose, t, check_xy=[[6.0, 0.1]])
+        out = motion.update([4], [[np.nan, np.nan]], pose, t, gate_xy=[[6.0, 0.1]])
     assert out.updates[0] == 20 and np.isfinite(out.velocity).all()
     for bad in ({"restart_chi2": -1.0}, {"restart_after": 0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
