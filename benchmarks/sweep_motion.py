@@ -3,7 +3,8 @@ combination of `MotionParams` values is tracked through the same detections and 
 `segmentation-ros-eval tracking`'s own evaluation (HOTA, velocity error median / p90).
 
     python benchmarks/sweep_motion.py --data runs/seq_val [--checkpoint F] \
-        --grid contact_inset_px=0,0.5,1 --grid meas_std_per_m2=0.003,0.006
+        --grid contact_inset_px=0,0.5,1 --grid meas_std_per_m2=0.003,0.0045,0.006 \
+        --grid border_margin_px=2,8
 
 Use validation sequences only: what it picks becomes a default that test sequences then measure.
 """

@@ -289,7 +289,9 @@ class SegmentationNode(LifecycleNode):
             result, rgb, frame.msg.header, request, context, arrival=frame.arrival
         ):
             if topic == "objects":
-                self._tracking.annotate(msg, self._camera, settings.frame.mount, rgb.shape[:2])
+                self._tracking.annotate(
+                    msg, self._camera, settings.frame.mount, rgb.shape[:2], result.segments
+                )
             elif topic == "markers":
                 self._tracking.add_markers(msg)
             self._publishers_out[topic].publish(msg)

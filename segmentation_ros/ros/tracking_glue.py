@@ -3,7 +3,7 @@ velocity arrows on `markers` (`segmentation_ros.tracking` underneath).
 
 Parameters (declared here, read on configure): `tracking_enabled`, `tracking_high_score`,
 `tracking_new_track_score`, `tracking_match_iou`, `tracking_max_age` (s), `tracking_min_hits`,
-`tracking_contact_inset_px` (`tracking.MotionParams.contact_inset_px`),
+`tracking_contact_inset_px`, `tracking_border_margin_px` (`tracking.MotionParams`' fields),
 `tracking_reassociate` (carry a lost track's id to a new track its ground filter predicts:
 `tracking.reassociate`; needs odometry and the camera model).
 The robot's pose at each image's stamp comes from the node's one odometry subscription
@@ -52,8 +52,13 @@ PARAMETERS = {
     "tracking_min_hits": (2, "matched frames before a track gets an id", (1, 100)),
     "tracking_contact_inset_px": (
         MotionParams.contact_inset_px,
-        "pixels above a box's bottom edge where the object touches the ground",
+        "pixels above the detector box's bottom edge where the object touches the ground",
         (-5.0, 5.0),
+    ),
+    "tracking_border_margin_px": (
+        MotionParams.border_margin_px,
+        "a box this close to the image's border (px) is cut by it: no ground contact",
+        (0.0, 50.0),
     ),
     "tracking_reassociate": (
         True,
@@ -106,6 +111,7 @@ class TrackingGlue:
             MotionParams(
                 max_age_s=params.max_age_s,
                 contact_inset_px=float(value["tracking_contact_inset_px"]),
+                border_margin_px=float(value["tracking_border_margin_px"]),
             )
         )
         self.carry = None
@@ -117,11 +123,13 @@ class TrackingGlue:
         pose = self._odometry.pose_at(stamp.sec * 1_000_000_000 + stamp.nanosec)
         return ((pose.x, pose.y, pose.yaw), pose.frame_id) if pose is not None else (None, "")
 
-    def annotate(self, msg, camera, mount, image_size: tuple[int, int]) -> None:
+    def annotate(self, msg, camera, mount, image_size: tuple[int, int], segments=None) -> None:
         """Fill the tracking fields of a SegmentationResult's objects in place.
 
         camera: the node's CameraModel (None: no ground positions); mount: the camera's
-        MountPose in the grid frame; image_size: (H, W) of the image the objects refer to.
+        MountPose in the grid frame; image_size: (H, W) of the image the objects refer to;
+        segments: the frame's `Segments`, one per object in the objects' order: their detector
+        boxes' bottom edges are what `tracking.box_contacts` projects; None: the rois'.
         """
         self._arrows = []
         if not self.enabled or self.tracker is None:
@@ -140,8 +148,11 @@ class TrackingGlue:
         est = None
         xy = gate = np.full((len(things), 2), np.nan)
         if camera is not None and pose is not None and len(things):
-            inset = self.motion.params.contact_inset_px
-            xy, gate = box_contacts(camera, mount, boxes, image_size, inset)
+            bottoms = None
+            if segments is not None:
+                thing = np.asarray(segments.is_thing, bool)
+                bottoms = np.asarray(segments.boxes, np.float64)[thing, 3]
+            xy, gate = box_contacts(camera, mount, boxes, image_size, self.motion.params, bottoms)
         if self.carry is not None:
             ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes, gate)
         if camera is not None and pose is not None and len(things):

@@ -1,8 +1,8 @@
 """Tracking evaluation on synthetic camera sequences (`data.sequence_io`).
 
 Per frame: detections (the pipeline's things, or the ground truth's boxes with `gt_detections`)
--> `tracking.ObjectTracker` -> track ids; ground contacts of their boxes
-(`tracking.box_contacts`, base_link) + the sequence's odometry ->
+-> `tracking.ObjectTracker` -> track ids; ground contacts of their boxes (`tracking.box_contacts`,
+base_link; the detector's own bottom edge where it regresses a box) + the sequence's odometry ->
 `tracking.GroundMotion` -> ground velocity in odom.
 
 Metrics: HOTA, MOTA, IDF1 and ID switches from `trackeval` (TrackEval's HOTA / CLEAR /
@@ -82,7 +82,9 @@ def _camera(seq: SequenceData) -> tuple[CameraModel, np.ndarray]:
 
 
 class PipelineDetector:
-    """The pipeline's thing detections of one image: (boxes [N, 4] xyxy, scores, class ids)."""
+    """The pipeline's thing detections of one image: (boxes [N, 4] xyxy of the segments, as the
+    node's rois, scores, class ids, bottoms [N]: the bottom edge of the detector's box, as the
+    node projects it; see `tracking.box_contacts`)."""
 
     def __init__(self, pipeline, score_threshold: float) -> None:
         from segmentation_ros.pipeline import FrameSettings, OutputRequest
@@ -96,7 +98,8 @@ class PipelineDetector:
         s = r.segments
         thing = np.asarray(s.is_thing, bool)
         boxes = r.geometry.boxes[thing].astype(np.float64)
-        return boxes, np.asarray(s.scores)[thing], np.asarray(s.class_ids)[thing]
+        bottoms = np.asarray(s.boxes, np.float64)[thing, 3]
+        return boxes, np.asarray(s.scores)[thing], np.asarray(s.class_ids)[thing], bottoms
 
 
 def evaluate_sequence(
@@ -111,7 +114,8 @@ def evaluate_sequence(
     reassociation: bool = True,
 ) -> SequenceReport:
     """Track through one sequence and score it, as the node does. detector: callable image ->
-    (boxes [N, 4] xyxy, scores [N], class ids [N]); None feeds the ground-truth boxes (score 1).
+    (boxes [N, 4] xyxy, scores [N], class ids [N], bottoms [N] or None: `box_contacts`'
+    bottoms); None feeds the ground-truth boxes (score 1).
     Lost tracks and their filters live the tracker's `max_age_s` (the node's one
     `tracking_max_age`) unless `motion_params` say otherwise. reassociation: False tracks with
     ByteTrack alone (no ids carried through occlusions)."""
@@ -136,13 +140,13 @@ def evaluate_sequence(
         g_boxes = _xyxy([s["bbox"] for s in big])
         t0 = time.perf_counter()
         if detector is None:
-            boxes = g_boxes
+            boxes, bottoms = g_boxes, None
             scores, classes = np.ones(len(big)), np.array([s["category_id"] for s in big])
         else:
-            boxes, scores, classes = detector(seq.image(k))
+            boxes, scores, classes, bottoms = detector(seq.image(k))
         t1 = time.perf_counter()
         ids = tracker.update(boxes, scores, classes, f["stamp"])
-        xy, gate = box_contacts(camera, mount, boxes, size, motion.params.contact_inset_px)
+        xy, gate = box_contacts(camera, mount, boxes, size, motion.params, bottoms)
         if carry is not None:
             ids = carry.update(ids, classes, xy, f["pose"], f["stamp"], motion, boxes, gate)
         est = motion.update(ids, xy, f["pose"], f["stamp"], gate)
@@ -300,7 +304,8 @@ def add_arguments(p) -> None:
         "--contact-inset-px",
         type=float,
         default=None,
-        help="ground contact above a box's bottom edge, px (default: the model's, "
+        help="ground contact above the projected bottom edge (the detector's box's), px "
+        "(default: the model's, "
         f"{MotionParams.contact_inset_px}; the labels' {LABEL_CONTACT_INSET_PX} with "
         "--gt-detections)",
     )

@@ -6,7 +6,11 @@ The synthetic labels reach past an object's outline (OpenCV fills every pixel wi
 pixel of a polygon; wheels are strokes >= 1 px), so a box's bottom edge lies below the ground
 contact. The error in metres grows with range squared and shrinks as the van approaches, which
 reads as a slower van. `LABEL_CONTACT_INSET_PX` (1 px, chosen on the validation sequences)
-removes it."""
+removes it.
+
+A prototype-mask model's segment boxes snap to its prototype grid (the default model: 96 cells
+across the image), so `box_contacts` projects the detector's own bottom edge instead and counts
+a box a cell short of the image's border as cut by it."""
 
 import numpy as np
 import pytest
@@ -19,6 +23,7 @@ from segmentation_ros.tracking import (
     LABEL_CONTACT_INSET_PX,
     GroundMotion,
     MotionParams,
+    box_contacts,
     cut_by_border,
 )
 
@@ -64,3 +69,60 @@ def test_the_bottom_edge_alone_reads_the_van_slower(passing):
     est, truth = _van_velocity(world, frames, MotionParams(contact_inset_px=0.0))
     # The bias this parameter exists for: at least 0.4 m/s too slow, not a random error.
     assert np.hypot(*est) < np.hypot(*truth) - 0.4, (est, truth)
+
+
+def _snapped_van_velocity(world, frames, *, bottoms: bool):
+    """The van's filtered velocity at its last measured frame (odom, m/s) and its truth, from its
+    exact boxes snapped to a 96-cell grid across the image (the default model's segment boxes
+    follow its 96 x 72 prototypes), given the exact bottom edges (as the detector regresses
+    them) or not."""
+    cam = world.camera
+    camera = CameraModel(K=cam.K, D=np.zeros(5), width=cam.width, height=cam.height)
+    size = (cam.height, cam.width)
+    cell = cam.width / 96
+    params = MotionParams(contact_inset_px=LABEL_CONTACT_INSET_PX)
+    motion = GroundMotion(params)
+    last = None
+    for f in frames:
+        s = f.segments[(f.segments.track_ids == OCCLUDER) & (f.segments.areas >= 100)]
+        if not len(s):
+            continue
+        x, y, w, h = s.bboxes.T.astype(float)
+        exact = np.stack([x, y, x + w, y + h], 1)
+        snapped = np.round(exact / cell) * cell
+        edges = exact[:, 3] if bottoms else None
+        xy, gate = box_contacts(camera, cam.camera_to_base, snapped, size, params, edges)
+        if not np.isfinite(xy).all():
+            continue  # cut by the image's border
+        est = motion.update(np.array([1]), xy, f.pose, f.stamp, gate)
+        last = (est.velocity[0], s.velocity[0], est.updates[0])
+    assert last is not None and last[2] >= 8, last
+    return last[0], last[1]
+
+
+def test_the_detectors_bottom_edge_undoes_a_box_snapped_to_the_mask_grid(passing):
+    world, frames = passing
+    est, truth = _snapped_van_velocity(world, frames, bottoms=True)
+    snapped, _ = _snapped_van_velocity(world, frames, bottoms=False)
+    error, snapped_error = np.hypot(*(est - truth)), np.hypot(*(snapped - truth))
+    assert error < 0.25, (est, truth)
+    # A bottom edge that holds still, then jumps a cell, is what `bottoms` exists for.
+    assert snapped_error > 2 * error, (snapped, est, truth)
+
+
+def test_a_box_a_grid_cell_short_of_the_border_is_cut(passing):
+    world, frames = passing
+    cam = world.camera
+    size = (cam.height, cam.width)
+    cell = cam.width / 96
+    side_cut = []
+    for f in frames:
+        x, y, w, h = f.segments.bboxes[f.segments.track_ids > 0].T.astype(float)
+        boxes = np.stack([x, y, x + w, y + h], 1)
+        side_cut.append(boxes[(boxes[:, 0] <= 0) | (boxes[:, 2] >= cam.width)])
+    boxes = np.concatenate(side_cut)
+    assert len(boxes) >= 3  # the world's own labels: these objects continue outside the image
+    # A mask that misses the first (last) prototype column ends one cell inside the image.
+    short = boxes + np.where(boxes[:, :1] <= 0, [cell, 0, 0, 0], [0, 0, -cell, 0])
+    assert cut_by_border(short, size, MotionParams().border_margin_px).all()
+    assert not cut_by_border(short, size, 2.0).any()
