@@ -1,7 +1,8 @@
 """Tracking in the node over DDS: a drive from the synthetic world played with odometry into the
 node (default model, config/default.yaml); `objects` carry track ids that follow the world's
-agents, ground velocities in the odometry frame, and tracks keep their ids through frames that
-never arrive (a 0.3 s gap). Seeds 777201.. are used by no other test or training."""
+agents, ground velocities in the odometry frame near the world's, and tracks keep their ids
+through frames that never arrive (a 0.3 s gap). Seeds 777201.. are used by no other test or
+training."""
 
 import math
 
@@ -76,7 +77,7 @@ def test_objects_carry_track_ids_and_ground_velocities(tracking_node, world):
     pairs: list[tuple[int, int]] = []  # (track id, agent) per matched object
     seen_in: dict[int, list[int]] = {}
     agent_tracks: dict[int, dict[int, int]] = {}  # agent -> {frame: track}
-    speeds = []
+    speeds, errors = [], []
     for frame, objects, _ in played:
         truth = frame.segments[frame.segments.is_thing & (frame.segments.areas >= 600)]
         for o in objects.objects:
@@ -93,6 +94,11 @@ def test_objects_carry_track_ids_and_ground_velocities(tracking_node, world):
             if math.isfinite(o.track_velocity_x):
                 assert o.track_frame_id == "odom"
                 speeds.append(math.hypot(o.track_velocity_x, o.track_velocity_y))
+                k = int(np.argmax(ious))
+                rel = truth.ground_xy[k] - np.asarray(frame.pose[:2])
+                if len(seen_in[o.track_id]) >= 5 and math.hypot(*rel) <= 10.0:
+                    v = np.array([o.track_velocity_x, o.track_velocity_y]) - truth.velocity[k]
+                    errors.append((float(np.hypot(*v)), float(np.hypot(*truth.velocity[k]))))
     n_things = sum(o.is_thing for _, objects, _ in played for o in objects.objects)
     n_tracked = sum(o.track_id > 0 for _, objects, _ in played for o in objects.objects)
     print(f"{len(played)} frames, {n_things} things, {n_tracked} with a track id")
@@ -118,6 +124,13 @@ def test_objects_carry_track_ids_and_ground_velocities(tracking_node, world):
     print(f"through the gap: {len(kept)} of {len(across)} agents kept their track id")
     assert across and len(kept) >= 0.75 * len(across), agent_tracks
     assert speeds and max(speeds) < 20.0  # walkers, parked cars and passing traffic
+    # Ground velocities against the world's, agents within 10 m tracked for >= 5 frames.
+    error, speed = np.array(errors).reshape(-1, 2).T
+    print(f"velocity error within 10 m: n {len(error)}, median {np.median(error):.2f} m/s")
+    assert len(error) >= 10 and np.median(error) < 1.5, errors
+    # What stands still reads still in odom while the robot walks (~1.2 m/s: what base_link
+    # velocities, or a filter that ignored odometry, would show).
+    assert (speed == 0).sum() >= 3 and np.median(error[speed == 0]) < 0.5, errors
     markers = [m for _, _, ms in played for m in ms.markers]
     assert any(m.ns == "track_ids" for m in markers)
 
