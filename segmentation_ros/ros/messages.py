@@ -90,6 +90,7 @@ def make_object(
         obj.keypoint_x, obj.keypoint_y, obj.keypoint_score = (kp[:, i].tolist() for i in range(3))
     # Tracking fields (msg: NaN when unknown); `ros.tracking_glue` fills them in.
     obj.track_x = obj.track_y = obj.track_velocity_x = obj.track_velocity_y = math.nan
+    obj.track_position_covariance = obj.track_velocity_covariance = [math.nan] * 4
     return obj
 
 

@@ -162,9 +162,11 @@ class TrackingGlue:
             obj.track_frame_id = frame if est is not None else ""
             if est is not None and tid:
                 obj.track_x, obj.track_y = (float(v) for v in est.position[k])
+                obj.track_position_covariance = est.position_cov[k].ravel().tolist()
                 if est.updates[k] < 2:
                     continue  # one contact: the filter's 0 m/s is its prior, not a measurement
                 obj.track_velocity_x, obj.track_velocity_y = (float(v) for v in est.velocity[k])
+                obj.track_velocity_covariance = est.velocity_cov[k].ravel().tolist()
                 if np.isfinite(xy[k]).all():
                     self._arrows.append((int(tid), xy[k], _to_base(pose, est.velocity[k])))
 

@@ -150,13 +150,16 @@ class MotionParams:
 
 @dataclass(frozen=True)
 class MotionResult:
-    """Per input object: position [N, 2] and velocity [N, 2] float64 in odom (m, m/s), NaN
-    where unknown; `updates` [N] int64: measurements its filter has had (velocity is
-    meaningful from 2 on)."""
+    """Per input object, its filter's state at the update's stamp: position [N, 2] and velocity
+    [N, 2] float64 in odom (m, m/s) with their covariances position_cov [N, 2, 2] (m^2) and
+    velocity_cov [N, 2, 2] (m^2/s^2), NaN where unknown; `updates` [N] int64: measurements its
+    filter has had (velocity is meaningful from 2 on)."""
 
     position: np.ndarray
     velocity: np.ndarray
     updates: np.ndarray
+    position_cov: np.ndarray
+    velocity_cov: np.ndarray
 
     def __len__(self) -> int:
         return int(self.position.shape[0])
@@ -183,14 +186,20 @@ class _Track:
         self.kf, self.stamp, self.updates, self.params = kf, stamp, 1, p
         self.rejected = 0  # contacts rejected in a row by the validation gate
 
-    def predicted(self, stamp: float) -> tuple[np.ndarray, np.ndarray]:
-        """Position [2] and its covariance [2, 2] predicted to `stamp`, the filter unchanged."""
+    def state_at(self, stamp: float) -> tuple[np.ndarray, np.ndarray]:
+        """State (x, y, vx, vy) [4] and its covariance [4, 4] predicted to `stamp`, the filter
+        unchanged."""
         x, cov = self.kf.x, self.kf.P
         dt = stamp - self.stamp
         if dt > 0:
             f, q = _transition(dt, self.params.accel_std)
             x, cov = f @ x, f @ cov @ f.T + q
-        return np.array(x[:2]), np.array(cov[:2, :2])
+        return np.array(x), np.array(cov)
+
+    def predicted(self, stamp: float) -> tuple[np.ndarray, np.ndarray]:
+        """Position [2] and its covariance [2, 2] predicted to `stamp`, the filter unchanged."""
+        x, cov = self.state_at(stamp)
+        return x[:2], cov[:2, :2]
 
     def innovation_chi2(self, xy: np.ndarray, r_std: float, stamp: float) -> float:
         """d^2 of the contact xy [2] (odom, std r_std) against the filter predicted to stamp."""
@@ -253,6 +262,7 @@ class GroundMotion:
         odom, gate_odom = base_to_odom(pose, xy), base_to_odom(pose, gate)
         n = len(ids)
         pos, vel = np.full((n, 2), np.nan), np.full((n, 2), np.nan)
+        pos_cov, vel_cov = np.full((n, 2, 2), np.nan), np.full((n, 2, 2), np.nan)
         updates = np.zeros(n, np.int64)
         for i in range(n):
             tid = int(ids[i])
@@ -278,9 +288,10 @@ class GroundMotion:
                 track = self.tracks[tid] = _Track(odom[i], r_std, stamp, p)
             elif ok:
                 track.step(odom[i], r_std, stamp)
-            if track is not None:
-                pos[i], vel[i] = track.kf.x[:2], track.kf.x[2:]
+            if track is not None:  # at this stamp, also when its contact was not used
+                x, cov = track.state_at(stamp)
+                pos[i], vel[i], pos_cov[i], vel_cov[i] = x[:2], x[2:], cov[:2, :2], cov[2:, 2:]
                 updates[i] = track.updates
         for tid in [t for t, tr in self.tracks.items() if stamp - tr.stamp > p.max_age_s]:
             del self.tracks[tid]
-        return MotionResult(pos, vel, updates)
+        return MotionResult(pos, vel, updates, pos_cov, vel_cov)

@@ -12,7 +12,8 @@ ground-truth segment by IoU >= 0.5 are removed before scoring, as MOTChallenge d
 distractors. Velocity error: |v_est - v_true| (m/s, odom) of tracked boxes matched one-to-one to
 a ground-truth box (IoU >= 0.5) of an agent within `max_range` m of the camera whose filter has
 at least `min_updates` measurements; median and 90th percentile over all such matches, and per
-thing class (the class of the truth).
+thing class (the class of the truth); and the share of them inside the 95 % ellipse of the
+filter's velocity covariance (as published on `objects`: 95 % when it is calibrated).
 """
 
 from __future__ import annotations
@@ -36,12 +37,15 @@ from segmentation_ros.tracking import (
     box_contacts,
 )
 
+CHI2_2DOF_95 = 5.991  # 95 % of a chi-square with 2 degrees of freedom
+
 
 @dataclass
 class SequenceReport:
     """Results of one sequence: trackeval's fields (HOTA, MOTA, IDF1 in [0, 1], IDSW count),
-    the velocity errors (m/s) with the class name of each one's truth, and the ms per frame
-    spent by the detector and the tracker."""
+    the velocity errors (m/s) with the class name of each one's truth and their squared
+    Mahalanobis distance under the filter's covariance, and the ms per frame spent by the
+    detector and the tracker."""
 
     name: str
     kind: str
@@ -53,6 +57,7 @@ class SequenceReport:
     gt_tracks: int
     velocity_errors: np.ndarray
     velocity_classes: np.ndarray
+    velocity_nees: np.ndarray
     detector_ms: float
     tracker_ms: float
     raw: dict = field(default_factory=dict, repr=False)
@@ -129,7 +134,7 @@ def evaluate_sequence(
         carry = TrackReassociation(ReassociationParams(max_age_s=tp.max_age_s))
     camera, mount = _camera(seq)
     size = (seq.meta["height"], seq.meta["width"])
-    gt_ids, tr_ids, sims, errors, error_classes = [], [], [], [], []
+    gt_ids, tr_ids, sims, errors, error_classes, nees = [], [], [], [], [], []
     names = {c["id"]: c["name"] for c in seq.meta["categories"]}
     det_ms = trk_ms = 0.0
     for k in range(len(seq)):
@@ -159,9 +164,11 @@ def evaluate_sequence(
         gt_ids.append(np.array([s["track_id"] for s in big], np.int64))
         tr_ids.append(ids[keep])
         sims.append(sim)
-        for err, cat in _velocity_errors(big, sim, est, keep, f["pose"], max_range, min_updates):
+        matches = _velocity_errors(big, sim, est, keep, f["pose"], max_range, min_updates)
+        for err, cat, d2 in matches:
             errors.append(err)
             error_classes.append(names.get(cat, str(cat)))
+            nees.append(d2)
     data = _trackeval_data(gt_ids, tr_ids, sims)
     hota = HOTA().eval_sequence(data)
     clear = CLEAR({"THRESHOLD": 0.5, "PRINT_CONFIG": False}).eval_sequence(data)
@@ -178,6 +185,7 @@ def evaluate_sequence(
         gt_tracks=data["num_gt_ids"],
         velocity_errors=np.asarray(errors, np.float64),
         velocity_classes=np.asarray(error_classes, dtype=object),
+        velocity_nees=np.asarray(nees, np.float64),
         detector_ms=det_ms / n,
         tracker_ms=trk_ms / n,
         raw={"HOTA": hota, "CLEAR": clear, "Identity": ident},
@@ -185,7 +193,8 @@ def evaluate_sequence(
 
 
 def _velocity_errors(big, sim, est, keep, pose, max_range, min_updates) -> list[tuple]:
-    """(|v_est - v_true| m/s, truth category id) of the qualifying matches of one frame."""
+    """(|v_est - v_true| m/s, truth category id, e^T C^-1 e: the error e's squared Mahalanobis
+    distance under the filter's velocity covariance C) of the qualifying matches of one frame."""
     from scipy.optimize import linear_sum_assignment
 
     if not sim.size:
@@ -201,8 +210,9 @@ def _velocity_errors(big, sim, est, keep, pose, max_range, min_updates) -> list[
         gx, gy = g["ground_xy"]
         if math.hypot(gx - pose[0], gy - pose[1]) > max_range:
             continue
-        err = float(np.hypot(*(est.velocity[d] - np.asarray(g["velocity"]))))
-        out.append((err, int(g["category_id"])))
+        e = est.velocity[d] - np.asarray(g["velocity"])
+        d2 = float(e @ np.linalg.solve(est.velocity_cov[d], e))
+        out.append((float(np.hypot(*e)), int(g["category_id"]), d2))
     return out
 
 
@@ -235,6 +245,7 @@ def combine(reports: list[SequenceReport]) -> dict:
         out[name] = metric.combine_sequences({r.name: r.raw[name] for r in reports})
     errs = np.concatenate([r.velocity_errors for r in reports]) if reports else np.zeros(0)
     classes = np.concatenate([r.velocity_classes for r in reports]) if reports else np.zeros(0)
+    nees = np.concatenate([r.velocity_nees for r in reports]) if reports else np.zeros(0)
     by_class = {
         str(name): {
             "median": float(np.median(errs[classes == name])),
@@ -252,6 +263,8 @@ def combine(reports: list[SequenceReport]) -> dict:
         "velocity_p90": float(np.percentile(errs, 90)) if len(errs) else math.nan,
         "velocity_n": int(len(errs)),
         "velocity_by_class": by_class,
+        # Calibration of the published covariance: 0.95 when it is right.
+        "velocity_within_95": float(np.mean(nees <= CHI2_2DOF_95)) if len(nees) else math.nan,
     }
 
 
@@ -280,6 +293,10 @@ def format_table(reports: list[SequenceReport], total: dict) -> str:
         for name, v in total["velocity_by_class"].items()
     )
     lines.append(f"velocity error median / p90 by class (m/s): {per_class or 'none'}")
+    lines.append(
+        "velocity errors inside the filter's 95 % covariance ellipse: "
+        f"{100 * total['velocity_within_95']:.1f} %"
+    )
     return "\n".join(lines)
 
 

@@ -69,6 +69,8 @@ def test_segmentation_result_round_trip(ros_node, start_process):
         obj.ground_x, obj.ground_y, obj.ground_distance, obj.ground_bearing = 3.5, -1.25, 3.7, -0.3
         obj.track_id = 7 + k
         obj.track_x, obj.track_y, obj.track_velocity_x, obj.track_velocity_y = 10.5, 2.0, 1.5, -0.25
+        obj.track_position_covariance = [0.25, 0.01, 0.01, 0.5]
+        obj.track_velocity_covariance = [1.5, -0.125, -0.125, 0.75]
     header = Header(stamp=Time(sec=1234, nanosec=567890), frame_id="camera_optical")
     sent = make_result(
         header=header, image_height=480, image_width=640, model_name="panoptic_test",
