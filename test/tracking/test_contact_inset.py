@@ -18,7 +18,6 @@ from occlusion_scene import OCCLUDER, passing_world
 
 from segmentation_ros.data.sequence_render import render_frame
 from segmentation_ros.drivable.camera import CameraModel
-from segmentation_ros.drivable.ground import ground_contacts
 from segmentation_ros.tracking import (
     LABEL_CONTACT_INSET_PX,
     GroundMotion,
@@ -34,11 +33,15 @@ def passing():
     return world, [render_frame(world, k) for k in range(world.num_frames)]
 
 
-def _van_velocity(world, frames, params: MotionParams):
-    """The van's filtered velocity at its last measured frame (odom, m/s) and its truth."""
+def _van_velocity(world, frames, params: MotionParams, *, snap=False, bottoms=False):
+    """The van's filtered velocity at its last measured frame (odom, m/s) and its truth, from
+    its exact boxes, or (snap) those snapped to a 96-cell grid across the image as the default
+    model's segment boxes are to its 96 x 72 prototypes; bottoms: the exact bottom edges go to
+    `box_contacts` as the detector's (regressed boxes are not snapped)."""
     cam = world.camera
     camera = CameraModel(K=cam.K, D=np.zeros(5), width=cam.width, height=cam.height)
     size = (cam.height, cam.width)
+    cell = cam.width / 96
     motion = GroundMotion(params)
     last = None
     for f in frames:
@@ -46,12 +49,13 @@ def _van_velocity(world, frames, params: MotionParams):
         if not len(s):
             continue
         x, y, w, h = s.bboxes.T.astype(float)
-        boxes = np.stack([x, y, x + w, y + h], 1)
-        xy, _ = ground_contacts(camera, cam.camera_to_base, s.bboxes.astype(float), size,
-                                params.contact_inset_px)  # fmt: skip
-        if cut_by_border(boxes, size)[0]:
+        exact = np.stack([x, y, x + w, y + h], 1)
+        boxes = np.round(exact / cell) * cell if snap else exact
+        edges = exact[:, 3] if bottoms else None
+        xy, gate = box_contacts(camera, cam.camera_to_base, boxes, size, params, edges)
+        if not np.isfinite(xy).all():
             continue  # the van continues outside the image: its box bottom is not its contact
-        est = motion.update(np.array([1]), xy, f.pose, f.stamp)
+        est = motion.update(np.array([1]), xy, f.pose, f.stamp, gate)
         last = (est.velocity[0], s.velocity[0], est.updates[0])
     assert last is not None and last[2] >= 8, last  # enough measurements to have converged
     return last[0], last[1]
@@ -71,39 +75,11 @@ def test_the_bottom_edge_alone_reads_the_van_slower(passing):
     assert np.hypot(*est) < np.hypot(*truth) - 0.4, (est, truth)
 
 
-def _snapped_van_velocity(world, frames, *, bottoms: bool):
-    """The van's filtered velocity at its last measured frame (odom, m/s) and its truth, from its
-    exact boxes snapped to a 96-cell grid across the image (the default model's segment boxes
-    follow its 96 x 72 prototypes), given the exact bottom edges (as the detector regresses
-    them) or not."""
-    cam = world.camera
-    camera = CameraModel(K=cam.K, D=np.zeros(5), width=cam.width, height=cam.height)
-    size = (cam.height, cam.width)
-    cell = cam.width / 96
-    params = MotionParams(contact_inset_px=LABEL_CONTACT_INSET_PX)
-    motion = GroundMotion(params)
-    last = None
-    for f in frames:
-        s = f.segments[(f.segments.track_ids == OCCLUDER) & (f.segments.areas >= 100)]
-        if not len(s):
-            continue
-        x, y, w, h = s.bboxes.T.astype(float)
-        exact = np.stack([x, y, x + w, y + h], 1)
-        snapped = np.round(exact / cell) * cell
-        edges = exact[:, 3] if bottoms else None
-        xy, gate = box_contacts(camera, cam.camera_to_base, snapped, size, params, edges)
-        if not np.isfinite(xy).all():
-            continue  # cut by the image's border
-        est = motion.update(np.array([1]), xy, f.pose, f.stamp, gate)
-        last = (est.velocity[0], s.velocity[0], est.updates[0])
-    assert last is not None and last[2] >= 8, last
-    return last[0], last[1]
-
-
 def test_the_detectors_bottom_edge_undoes_a_box_snapped_to_the_mask_grid(passing):
     world, frames = passing
-    est, truth = _snapped_van_velocity(world, frames, bottoms=True)
-    snapped, _ = _snapped_van_velocity(world, frames, bottoms=False)
+    params = MotionParams(contact_inset_px=LABEL_CONTACT_INSET_PX)
+    est, truth = _van_velocity(world, frames, params, snap=True, bottoms=True)
+    snapped, _ = _van_velocity(world, frames, params, snap=True)
     error, snapped_error = np.hypot(*(est - truth)), np.hypot(*(snapped - truth))
     assert error < 0.25, (est, truth)
     # A bottom edge that holds still, then jumps a cell, is what `bottoms` exists for.
