@@ -332,16 +332,20 @@ def _mask_iou_targets(probs: Tensor, target: Tensor) -> Tensor:
 
 
 def semantic_term(
-    logits: Tensor, targets: Sequence[TrainTarget], class_weights: Sequence[float] = ()
+    logits: Tensor, targets: Sequence[TrainTarget], config: LossConfig | None = None
 ) -> Tensor:
-    """Semantic cross-entropy, not yet weighted by `LossWeights.semantic`: logits [B, S + T, h,
-    w], targets' semantic maps [H, W] (void 255 ignored; logits upsampled to H x W); pixels
-    weighted by their class's `class_weights` when given (`LossConfig.semantic_class_weights`)."""
+    """The semantic loss term of every family with a semantic head: cross-entropy of logits
+    [B, S + T, h, w] against the targets' semantic maps [H, W] (void 255 ignored; logits
+    upsampled to H x W), pixels weighted by `config.semantic_class_weights` when given, x
+    `config.weights.semantic`."""
     from segmentation_ros.models.semantic_head import semantic_loss
 
+    config = config or LossConfig()
     labels = torch.stack([t.semantic for t in targets]).to(logits.device)
-    weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
-    return semantic_loss(logits, labels, ignore_index=255, class_weights=weights)
+    cw = config.semantic_class_weights
+    weights = torch.tensor(cw, dtype=torch.float32) if cw else None
+    loss = semantic_loss(logits, labels, ignore_index=255, class_weights=weights)
+    return loss * config.weights.semantic
 
 
 def semantic_aux_loss(logits: Tensor, targets: Sequence[TrainTarget]) -> Tensor:

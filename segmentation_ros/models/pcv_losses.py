@@ -87,6 +87,5 @@ def pcv_losses(
     cells = assign_vote_cells(instance_map, config=vote_config or VoteConfig(), ignore_index=-1)
     weights = vote_weight_mask(targets, tuple(votes.shape[-2:])).to(votes.device)
     pcv = pcv_vote_loss(votes, cells, weights, ignore_index=-1) * config.weights.pcv
-    class_weights = config.semantic_class_weights
-    semantic = semantic_term(outputs.semantic, targets, class_weights) * config.weights.semantic
+    semantic = semantic_term(outputs.semantic, targets, config)
     return Losses(semantic=semantic, pcv=pcv)

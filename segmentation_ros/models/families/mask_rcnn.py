@@ -209,8 +209,7 @@ class MaskRCNNFamily(ModelFamily):
             cls=out["loss_classifier"] + out["loss_objectness"],
             mask=out["loss_mask"],
             mask_iou=None if iou is None else iou * (weights.mask_iou / 25.0),
-            semantic=semantic_term(out["semantic"], targets, loss_config.semantic_class_weights)
-            * weights.semantic,
+            semantic=semantic_term(out["semantic"], targets, loss_config),
             keypoint=out.get("loss_keypoint"),
         )
 

@@ -90,8 +90,7 @@ class PanopticYolactFamily(ModelFamily):
         losses = yolact_training_losses(
             model.yolact, outputs, targets, priors, loss_config, generator
         )
-        weights = loss_config.semantic_class_weights
-        semantic = semantic_term(outputs.semantic, targets, weights) * loss_config.weights.semantic
+        semantic = semantic_term(outputs.semantic, targets, loss_config)
         return dataclasses.replace(losses, semantic=semantic)
 
 
