@@ -26,6 +26,7 @@ from segmentation_ros.tracking import (
     TrackerParams,
     TrackReassociation,
     box_contacts,
+    detector_bottoms,
 )
 
 ARROW_SECONDS = 1.0  # an arrow shows where the object will be in this time
@@ -148,10 +149,7 @@ class TrackingGlue:
         est = None
         xy = gate = np.full((len(things), 2), np.nan)
         if camera is not None and pose is not None and len(things):
-            bottoms = None
-            if segments is not None:
-                thing = np.asarray(segments.is_thing, bool)
-                bottoms = np.asarray(segments.boxes, np.float64)[thing, 3]
+            bottoms = None if segments is None else detector_bottoms(segments)
             xy, gate = box_contacts(camera, mount, boxes, image_size, self.motion.params, bottoms)
         if self.carry is not None:
             ids = self.carry.update(ids, classes, xy, pose, stamp, self.motion, boxes, gate)

@@ -9,6 +9,7 @@ from segmentation_ros.tracking.motion import (
     base_to_odom,
     box_contacts,
     cut_by_border,
+    detector_bottoms,
 )
 from segmentation_ros.tracking.reassociate import ReassociationParams, TrackReassociation
 from segmentation_ros.tracking.tracker import ObjectTracker, TrackerParams
@@ -25,4 +26,5 @@ __all__ = [
     "base_to_odom",
     "box_contacts",
     "cut_by_border",
+    "detector_bottoms",
 ]

@@ -76,6 +76,13 @@ def box_contacts(
     return xy, gate
 
 
+def detector_bottoms(segments) -> np.ndarray:
+    """[things] the bottom edge (y2, pixels) of each thing's detector box, in the order of the
+    frame's thing segments (`structures.Segments`): `box_contacts`' bottoms. A family without a
+    regressed box (PCV) has its segment's pixel bounds there."""
+    return np.asarray(segments.boxes, np.float64)[np.asarray(segments.is_thing, bool), 3]
+
+
 #: `MotionParams.contact_inset_px` for boxes of the synthetic world's exact labels (OpenCV fills
 #: every pixel within half a pixel of a polygon; wheels are strokes >= 1 px wide).
 LABEL_CONTACT_INSET_PX = 1.0

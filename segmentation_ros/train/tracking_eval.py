@@ -35,6 +35,7 @@ from segmentation_ros.tracking import (
     TrackerParams,
     TrackReassociation,
     box_contacts,
+    detector_bottoms,
 )
 
 CHI2_2DOF_95 = 5.991  # 95 % of a chi-square with 2 degrees of freedom
@@ -103,8 +104,8 @@ class PipelineDetector:
         s = r.segments
         thing = np.asarray(s.is_thing, bool)
         boxes = r.geometry.boxes[thing].astype(np.float64)
-        bottoms = np.asarray(s.boxes, np.float64)[thing, 3]
-        return boxes, np.asarray(s.scores)[thing], np.asarray(s.class_ids)[thing], bottoms
+        scores, classes = np.asarray(s.scores)[thing], np.asarray(s.class_ids)[thing]
+        return boxes, scores, classes, detector_bottoms(s)
 
 
 def evaluate_sequence(
